@@ -1,0 +1,80 @@
+"""MLflow tracking: what every training run records, and the provenance (git, data, config) of a model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """The config as dotted MLflow params, e.g. {"backbone.name": "efficientnet_b2"}."""
+    out: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = json.dumps(node) if isinstance(node, dict | list) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def config_json(cfg: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, separators=(",", ":"))
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """HEAD's commit, with `-dirty` when tracked files differ from it; `unknown` outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def log_training_artifacts(run_id: str, cfg: DictConfig, model, checkpoint: Path, labels_file: Path) -> str:
+    """Logs the resolved config, params, class map and model into run `run_id`; returns the model's URI."""
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import timm
+    import torch
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_params(flat_params(cfg))
+        mlflow.log_artifact(str(labels_file))
+        img = int(cfg.backbone.img_size)
+        info = mlflow.pytorch.log_model(
+            model.eval(),
+            name="model",
+            # pt2 (torch.export) stores a traced graph, not pickled code; tracing needs one example batch.
+            serialization_format="pt2",
+            input_example=np.zeros((1, 3, img, img), dtype=np.float32),
+            extra_files=[str(checkpoint), str(labels_file)],
+            # Explicit requirements: inferring them imports and probes the whole environment (slow).
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"],
+        )
+    return info.model_uri
