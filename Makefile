@@ -1,0 +1,57 @@
+# carvision: `make help` lists the targets. Everything runs inside .venv, created from requirements.lock.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Stage commands in dvc.yaml call `python`, `dvc` and `mlflow`: put the environment's first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+UI_PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow evaluate ui params lint format lock clean-outputs
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv from requirements.lock (installs uv with pip when missing)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@UV=$$(command -v uv || echo "python3 -m uv"); \
+	  set -e; \
+	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
+	  $$UV pip install --quiet --python $(PY) -r requirements.lock; \
+	  $$UV pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+demo: install ## run the whole pipeline (sample -> ... -> evaluate -> registry) on the embedded sample
+	$(PY) -m carvision.config --check || $(PY) -m carvision.config
+	dvc repro
+	$(PY) -m carvision.summary
+
+test: install ## run the test suite (CPU only, < 10 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: install ## run the slow end-to-end tests too
+	$(PY) -m pytest -q -m "slow or not slow"
+
+evaluate: install ## evaluate the trained model on the test split and register it if it passes the gate
+	dvc repro evaluate
+	$(PY) -m carvision.summary
+
+ui: install ## open the MLflow UI on http://127.0.0.1:$(UI_PORT)
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+params: install ## recompose params.yaml from conf/
+	$(PY) -m carvision.config
+
+lint: install ## ruff lint and format check
+	ruff check . && ruff format --check .
+
+format: install ## ruff fix and format
+	ruff check --fix . && ruff format .
+
+lock: ## re-pin requirements.lock from pyproject.toml (hashes, no URLs)
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements.lock
+
+clean-outputs: ## delete pipeline outputs, MLflow store and Hydra runs (keeps .venv)
+	rm -rf data models reports mlflow.db mlruns outputs multirun
