@@ -13,11 +13,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 
-def build_transforms(img_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool) -> A.Compose:
+def build_transforms(
+    img_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool, seed: int | None = None
+) -> A.Compose:
     """Letterbox to img_size x img_size (car crops are wide; stretching would distort the body shape).
 
     Training adds flips and mild geometric and photometric jitter; colour hue is kept because a photo's
-    white balance varies, not the car's paint.
+    white balance varies, not the car's paint. `seed` makes the augmentations repeatable: albumentations
+    keeps its own random state and ignores torch's and numpy's seeds.
     """
     resize = [
         A.LongestMaxSize(max_size=img_size),
@@ -28,7 +31,8 @@ def build_transforms(img_size: int, mean: tuple[float, ...], std: tuple[float, .
         A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-5, 5), p=0.5),
         A.RandomBrightnessContrast(0.15, 0.15, p=0.5),
     ]
-    return A.Compose([*resize, *(augment if train else []), A.Normalize(mean=mean, std=std), ToTensorV2()])
+    steps = [*resize, *(augment if train else []), A.Normalize(mean=mean, std=std), ToTensorV2()]
+    return A.Compose(steps, seed=seed)
 
 
 class ManifestDataset(Dataset):
@@ -76,7 +80,7 @@ class CarDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> ManifestDataset:
         rows = self.rows(split)
-        transform = build_transforms(self.img_size, self.mean, self.std, train=split == "train")
+        transform = build_transforms(self.img_size, self.mean, self.std, train=split == "train", seed=self.seed)
         return ManifestDataset(rows["crop_path"].tolist(), rows["class_idx"].astype(int).tolist(), transform)
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
