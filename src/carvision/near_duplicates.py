@@ -15,6 +15,8 @@ def hex_to_uint64(hexes: list[str]) -> np.ndarray:
 
 def close_pairs(hashes: np.ndarray, max_bits: int) -> list[tuple[int, int, int]]:
     """All (i, j, distance) with i < j and Hamming distance(hashes[i], hashes[j]) <= max_bits."""
+    if not 0 <= max_bits < 64:
+        raise ValueError(f"max_bits must be in [0, 63] for 64-bit hashes, got {max_bits}")
     n = len(hashes)
     if n < 2:
         return []

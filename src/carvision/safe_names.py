@@ -36,5 +36,7 @@ def image_output_path(root: Path, listing_id: str, file_name: str) -> Path:
     """Where a stage writes its JPEG copy of photo `listing_id/file_name`: unique and inside `root`."""
     name = safe_name(file_name)
     if not name.lower().endswith(".jpg"):
-        name += ".jpg"  # keep the original extension in the name: a.png and a.jpg must not collide
+        # Keep the original extension (a.png and a.jpg must not collide) and add a hash of the name, so that
+        # a.png cannot land on the path of a file that is literally called a.png.jpg.
+        name = f"{name}-{hashlib.sha1(file_name.encode('utf-8')).hexdigest()[:8]}.jpg"
     return root / safe_name(listing_id) / name

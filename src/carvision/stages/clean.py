@@ -6,7 +6,7 @@ python -m carvision.stages.clean       # reads params.yaml (DVC stage `clean`)
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -97,7 +97,7 @@ def clean(
     ]
     inspect = partial(inspect_one, min_side=min_side, max_pixels=max_pixels, jpeg_quality=jpeg_quality)
     results = map_with_progress(inspect, list(zip(df["path"], dst, strict=True)), workers, "clean")
-    info = pd.DataFrame([r.__dict__ for r in results], index=df.index)
+    info = pd.DataFrame([asdict(r) for r in results], index=df.index, columns=[f.name for f in fields(Inspected)])
     df["clean_path"] = pd.Series(dst, dtype="string")
     df["width"], df["height"] = info["width"].astype("int64"), info["height"].astype("int64")
     df["sha256"], df["phash"] = info["sha256"].astype("string"), info["phash"].astype("string")

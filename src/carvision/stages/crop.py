@@ -93,7 +93,8 @@ def crop(
         jpeg_quality=jpeg_quality,
     )
     results = map_with_progress(fn, list(zip(df["clean_path"], dst, bboxes, strict=True)), workers, "crop")
-    source, reason, detail = (pd.Series(col, index=df.index, dtype=object) for col in zip(*results, strict=True))
+    columns = list(zip(*results, strict=True)) or [(), (), ()]  # an empty manifest passes through empty
+    source, reason, detail = (pd.Series(col, index=df.index, dtype=object) for col in columns)
     df["crop_path"] = pd.Series(dst, dtype="string")
     df["crop_source"] = source.fillna("").astype("string")
     dropped = manifest.drop_rows(df, "crop", reason, detail)

@@ -25,6 +25,10 @@ def _text(series: pd.Series) -> pd.Series:
     return series.fillna("").astype(str).str.strip()
 
 
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
 def read_scrape(root: Path) -> pd.DataFrame:
     """One row per image named in <root>/listings.csv, joined with <root>/annotations.csv when present."""
     listings_file = root / "listings.csv"
@@ -99,8 +103,12 @@ def ingest(source: str, root: str | Path) -> StageResult:
     paths = [Path(p) for p in rows["path"]]
     reason = pd.Series(None, index=rows.index, dtype=object)
     detail = pd.Series("", index=rows.index, dtype=object)
-    unsafe = np.array([not is_inside(p, root) for p in paths])
-    reason[unsafe] = "unsafe_path"  # e.g. an ad_id or file name with ../ in it
+    # A scraped ad_id or file name is a single path component; ../ or / in it is an attack or a scraper bug.
+    plain = [_is_plain_name(lid) and _is_plain_name(f) for lid, f in zip(rows["listing_id"], rows["file"], strict=True)]
+    unsafe = np.array(
+        [(source != "folder" and not ok) or not is_inside(p, root) for ok, p in zip(plain, paths, strict=True)]
+    )
+    reason[unsafe] = "unsafe_path"
     missing = np.array([not p.is_file() for p in paths]) & reason.isna().to_numpy()
     reason[missing] = "missing_file"
     bad_suffix = np.array([p.suffix.lower() not in IMAGE_SUFFIXES for p in paths]) & reason.isna().to_numpy()

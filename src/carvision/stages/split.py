@@ -59,8 +59,9 @@ def split(
     seed: int,
 ) -> tuple[StageResult, list[str]]:
     """Returns the split manifest and the label map (class names in class_idx order)."""
-    if set(fractions) != set(SPLITS) or not np.isclose(sum(fractions.values()), 1.0):
-        raise ValueError(f"split fractions must be train/val/test summing to 1, got {fractions}")
+    valid = set(fractions) == set(SPLITS) and all(0 <= f <= 1 for f in fractions.values())
+    if not valid or not np.isclose(sum(fractions.values()), 1.0):
+        raise ValueError(f"split fractions must be train/val/test, each in [0, 1], summing to 1; got {fractions}")
     unknown = sorted(set(class_merge) - set(df["label"]))
     if unknown:
         print(f"split: class_merge names labels that are not in the data: {unknown}")
@@ -72,6 +73,11 @@ def split(
     detail = pd.Series("", index=df.index, dtype=object)
     detail[rare] = [f"{counts[c]} images < {min_images_per_class}" for c in df.loc[rare, "class_name"]]
     kept = df.loc[~rare].copy().reset_index(drop=True)
+    if kept.empty:
+        raise ValueError(
+            f"no class has split.min_images_per_class={min_images_per_class} images (largest: "
+            f"{counts.max() if len(counts) else 0}); lower it or bring more data"
+        )
 
     groups = group_ids(kept, near_bits)
     kept["group_id"] = pd.Series(kept["listing_id"].to_numpy()[groups], dtype="string")

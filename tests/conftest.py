@@ -1,0 +1,84 @@
+"""Shared fixtures: a small generated scrape, a composed config pointing into tmp folders, and the data
+stages run once per session so that training tests start from a real split manifest."""
+
+from __future__ import annotations
+
+import os
+
+# Tests never reach the hub (CI has no internet): fail fast instead of waiting on network timeouts.
+# huggingface_hub reads this when it is imported, so it must be set before anything imports timm.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from carvision.config import compose  # noqa: E402
+from carvision.sample import SampleSpec, generate_sample  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SMALL_SAMPLE = SampleSpec(n_listings=80, image_size=(128, 96))
+
+# Settings for a tiny, fast model on the small sample: 32 px mobilenet, 2 epochs, single process.
+TINY_TRAIN = [
+    "backbone=tiny",
+    "backbone.img_size=32",
+    "train.epochs=2",
+    "train.batch_size=32",
+    "split.min_images_per_class=8",
+    "clean.workers=1",
+    "crop.workers=1",
+    "crop.max_side=64",
+]
+
+
+def overrides_for(root: Path, data_root: Path | None = None) -> list[str]:
+    """Hydra overrides that put every output (data, models, reports, MLflow store) under `root`."""
+    outputs = dict(
+        ingest="data/ingest",
+        clean="data/clean",
+        crop="data/crop",
+        split="data/split",
+        models="models",
+        reports="reports",
+    )
+    out = [*TINY_TRAIN, *(f"paths.{k}={root / v}" for k, v in outputs.items())]
+    out += [f"mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}", f"mlflow.artifact_location={root / 'mlartifacts'}"]
+    return out + ([f"data.root={data_root}"] if data_root is not None else [])
+
+
+def make_cfg(root: Path, overrides: list[str] | None = None, data_root: Path | None = None) -> DictConfig:
+    """conf/ composed with the tiny-model settings and every output under `root`."""
+    return compose([*overrides_for(root, data_root), *(overrides or [])], conf_dir=CONF)
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated scrape (80 listings, ~380 photos), made once per session; treat it as read-only."""
+    out = tmp_path_factory.mktemp("scrape") / "sample"
+    generate_sample(out, seed=0, spec=SMALL_SAMPLE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> DictConfig:
+    """The config of a session folder in which ingest, clean, crop and split have run on the sample."""
+    from carvision.stages import clean, crop, ingest, split
+
+    cfg = make_cfg(tmp_path_factory.mktemp("pipeline"), data_root=sample_dir)
+    for stage in (ingest, clean, crop, split):
+        stage.main(cfg)
+    return cfg
+
+
+def reuse_prepared(prepared_cfg: DictConfig, root: Path, overrides: list[str] | None = None) -> DictConfig:
+    """A config reusing the session's prepared data, with its own models, reports and MLflow store under
+    `root`, so that tests which train or register do not see each other."""
+    cfg = make_cfg(root, overrides, data_root=Path(prepared_cfg.data.root))
+    for k in ("ingest", "clean", "crop", "split"):
+        cfg.paths[k] = prepared_cfg.paths[k]
+    return cfg

@@ -1,0 +1,163 @@
+"""Tests for the crop stage (carvision.stages.crop): box arithmetic, and the prepared sample's crops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from carvision import manifest
+from carvision.stages import crop
+from carvision.stages.crop import crop_box
+
+# --- crop_box ---------------------------------------------------------------------------------------------------
+
+
+def test_no_box_means_whole_image():
+    assert crop_box(None, 100, 80, 0.05, 12) == (None, None)
+
+
+def test_margin_is_a_fraction_of_the_box():
+    assert crop_box([10, 20, 50, 60], 100, 100, 0.1, 12) == ((6, 16, 54, 64), None)
+    assert crop_box([10, 20, 50, 60], 100, 100, 0.0, 12) == ((10, 20, 50, 60), None)
+    assert crop_box([10.4, 20.6, 49.6, 60.4], 100, 100, 0.0, 12) == ((10, 21, 50, 60), None)
+
+
+def test_box_is_clamped_to_the_image():
+    assert crop_box([2, 3, 98, 79], 100, 80, 0.1, 12) == ((0, 0, 100, 80), None)
+    assert crop_box([-20, -10, 50, 40], 100, 80, 0.0, 12) == ((0, 0, 50, 40), None)
+    assert crop_box([60, 50, 140, 120], 100, 80, 0.0, 12) == ((60, 50, 100, 80), None)
+
+
+@pytest.mark.parametrize(
+    "bbox", [[200, 200, 300, 300], [-50, -40, -10, -5], [120, 10, 160, 50], [10, 90, 50, 120], [100, 0, 130, 40]]
+)
+def test_box_outside_image(bbox):
+    assert crop_box(bbox, 100, 80, 0.0, 12) == (None, "box_outside_image")
+
+
+@pytest.mark.parametrize("bbox", [[50, 50, 10, 10], [10, 50, 50, 10], [10, 10, 10, 50], [10, 10, 50, 10]])
+def test_inverted_or_empty_box_is_invalid(bbox):
+    assert crop_box(bbox, 100, 80, 0.05, 12) == (None, "invalid_box")
+
+
+def test_tiny_box_is_too_small():
+    assert crop_box([10, 10, 15, 40], 100, 80, 0.0, 12) == (None, "box_too_small")
+    assert crop_box([95, 10, 130, 60], 100, 80, 0.0, 12) == (None, "box_too_small")  # small once clamped
+    assert crop_box([10, 10, 22, 22], 100, 80, 0.0, 12) == ((10, 10, 22, 22), None)  # exactly min_box_side
+
+
+# --- the prepared sample ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crops(prepared) -> pd.DataFrame:
+    return manifest.read(Path(prepared.paths.crop) / "manifest.parquet", stage="crop")
+
+
+@pytest.fixture(scope="module")
+def clean_df(prepared) -> pd.DataFrame:
+    return manifest.read(Path(prepared.paths.clean) / "manifest.parquet", stage="clean")
+
+
+def _thumb(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    im = Image.new("RGB", size)
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return im.size
+
+
+def test_crops_are_bounded_jpegs_of_the_right_box(prepared, crops):
+    c = prepared.crop
+    crop_root = Path(prepared.paths.crop).resolve()
+    assert len(crops) > 0
+    for row in crops.itertuples():
+        assert Path(row.crop_path).resolve().is_relative_to(crop_root / "images")
+        with Image.open(row.crop_path) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            assert max(im.size) <= c.max_side
+            box, reason = crop_box(row.bbox, row.width, row.height, c.margin, c.min_box_side)
+            assert reason is None
+            left, top, right, bottom = box if box else (0, 0, row.width, row.height)
+            assert im.size == _thumb((right - left, bottom - top), c.max_side)
+
+
+def test_crop_source_says_whether_a_box_was_used(crops):
+    has_box = crops["bbox"].map(lambda b: b is not None)
+    assert has_box.any() and (~has_box).any()
+    assert (crops.loc[has_box, "crop_source"] == "bbox").all()
+    assert (crops.loc[~has_box, "crop_source"] == "full_image").all()
+
+
+def test_crop_report_reconciles(prepared, crops, clean_df):
+    report = json.loads((Path(prepared.paths.reports) / "crop" / "report.json").read_text())
+    dropped = pd.read_parquet(Path(prepared.paths.crop) / "dropped.parquet")
+    assert report["rows_in"] == len(clean_df) == len(crops) + len(dropped)
+    assert set(clean_df.columns) < set(crops.columns)
+
+
+def test_crop_cuts_the_box_content(clean_df, tmp_path: Path):
+    """A crop with margin 0 shows the pixels of the box: compare a recoloured clean copy with its crop."""
+    df = clean_df[clean_df["bbox"].notna()].iloc[[0]].copy()
+    row = df.iloc[0]
+    x0, y0, x1, y1 = (round(v) for v in row["bbox"])
+    img = Image.new("RGB", (int(row["width"]), int(row["height"])), (0, 0, 255))
+    img.paste((255, 0, 0), (x0, y0, x1, y1))
+    src = tmp_path / "src.png"
+    img.save(src)
+    df["clean_path"], df["bbox"] = str(src), [[float(x0), float(y0), float(x1), float(y1)]]
+    result = crop.crop(df, tmp_path / "crop", margin=0.0, min_box_side=4, max_side=1000)
+    with Image.open(result.kept["crop_path"].iloc[0]) as im:
+        assert im.size == (x1 - x0, y1 - y0)
+        r, g, b = im.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+        assert r > 220 and b < 40
+
+
+def test_without_box_drop_drops_boxless_photos(prepared, clean_df, tmp_path: Path):
+    c = prepared.crop
+    result = crop.crop(
+        clean_df,
+        tmp_path / "crop",
+        margin=c.margin,
+        min_box_side=c.min_box_side,
+        max_side=c.max_side,
+        without_box="drop",
+    )
+    result.check(list(clean_df.columns))
+    boxless = set(clean_df.loc[clean_df["bbox"].isna(), "image_id"])
+    assert len(boxless) > 0
+    assert set(result.dropped["image_id"]) == boxless
+    assert set(result.dropped["drop_reason"]) == {"no_car_box"}
+    assert (result.kept["crop_source"] == "bbox").all()
+    for p in result.dropped["crop_path"]:
+        assert not Path(p).exists()
+    assert result.report()["dropped_by_reason"] == {"no_car_box": len(boxless)}
+
+
+def test_bad_boxes_are_dropped_with_reasons(clean_df, tmp_path: Path):
+    df = clean_df.iloc[:4].copy().reset_index(drop=True)
+    w, h = int(df.loc[0, "width"]), int(df.loc[0, "height"])
+    df["bbox"] = [[w + 10.0, 0.0, w + 50.0, 20.0], [30.0, 30.0, 10.0, 10.0], [1.0, 1.0, 4.0, 4.0], None]
+    result = crop.crop(df, tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
+    result.check(list(df.columns))
+    reasons = dict(zip(result.dropped["image_id"], result.dropped["drop_reason"], strict=True))
+    assert reasons == {
+        df.loc[0, "image_id"]: "box_outside_image",
+        df.loc[1, "image_id"]: "invalid_box",
+        df.loc[2, "image_id"]: "box_too_small",
+    }
+    assert result.kept["crop_source"].tolist() == ["full_image"]
+    assert f"in {w}x{h}" in result.dropped["drop_detail"].iloc[0]
+
+
+def test_bad_without_box_value_raises(clean_df, tmp_path: Path):
+    with pytest.raises(ValueError, match="without_box"):
+        crop.crop(clean_df.iloc[:2], tmp_path, margin=0.05, min_box_side=12, max_side=64, without_box="skip")
+
+
+def test_empty_manifest_gives_an_empty_result(clean_df, tmp_path: Path):
+    """Clean can keep no row (e.g. every photo broken); crop should pass the empty table on."""
+    result = crop.crop(clean_df.iloc[0:0], tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
+    assert result.rows_in == 0 and len(result.kept) == 0
