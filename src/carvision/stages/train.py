@@ -110,9 +110,18 @@ def main(cfg: DictConfig) -> TrainResult | None:
         experiment_name=cfg.mlflow.experiment,
         tracking_uri=cfg.mlflow.tracking_uri,
         run_name=f"{cfg.backbone.name}-{cfg.imbalance.strategy}",
+        # Absolute, so that the artifacts do not depend on the folder a later process starts in.
+        artifact_location=Path(cfg.mlflow.artifact_location).resolve().as_uri(),
     )
     staging = out / ".staging"
     trainer, best = build_trainer(cfg, logger, staging)
+    logger.log_hyperparams(
+        {
+            "world_size": trainer.world_size,
+            "num_classes": len(class_names),
+            "train_images": sum(data.train_class_counts()),
+        }
+    )
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
         return None
