@@ -47,3 +47,10 @@ def test_weighted_sampler_balances_classes(tmp_path):
     plain = CarDataModule(df, 2, 32, (0.5,) * 3, (0.5,) * 3, batch_size=50)
     plain_share = torch.cat([y for _, y in plain.train_dataloader()]).float().mean().item()
     assert plain_share < 0.2
+
+
+def test_a_last_train_batch_of_one_image_is_dropped(tmp_path):
+    df = _images(tmp_path, 42, [i % 2 for i in range(42)])  # every 5th image is val: 33 train = 32 + 1
+    dm = CarDataModule(df, 2, 32, (0.5,) * 3, (0.5,) * 3, batch_size=32)
+    assert [len(y) for _, y in dm.train_dataloader()] == [32]
+    assert sum(len(y) for _, y in dm.val_dataloader()) == 9  # evaluation keeps every image

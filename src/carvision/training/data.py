@@ -84,13 +84,16 @@ class CarDataModule(L.LightningDataModule):
         return ManifestDataset(rows["crop_path"].tolist(), rows["class_idx"].astype(int).tolist(), transform)
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # A last training batch of one image breaks BatchNorm ("expected more than 1 value per channel").
+            drop_last=split == "train" and len(dataset) > self.batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:
