@@ -6,9 +6,8 @@ import math
 
 import mlflow
 import pytest
-from mlflow import MlflowClient
 
-from carvision.registry import Gate, register
+from carvision.registry import Gate, client_for, register
 
 
 @pytest.mark.parametrize(
@@ -22,7 +21,7 @@ def test_gate_thresholds_are_inclusive_and_nan_fails(top1, top5, passes):
 def test_champion_moves_only_to_a_better_model(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = client_for(uri)
     exp = client.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp) as run:
         # A real logged model, the smallest there is, so the registry has a true source to point at.
@@ -35,6 +34,24 @@ def test_champion_moves_only_to_a_better_model(tmp_path):
     assert [o.created for o in outcomes] == [True, True, True, False]
     assert client.get_model_version_by_alias("m", "champion").version == outcomes[2].version
     assert len(client.search_model_versions("name='m'")) == 3
+
+
+def test_registration_ignores_a_registry_uri_from_the_environment(tmp_path, monkeypatch):
+    # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI to child processes; a pipeline must still register
+    # into its own configured store.
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", elsewhere)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = client_for(uri)
+    exp = client.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=exp) as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=_Echo(), pip_requirements=[])
+    register(client, "m", info.model_uri, run.info.run_id, "a", 0.9, 0.99, {})
+    assert len(client.search_model_versions("name='m'")) == 1
+    from mlflow import MlflowClient
+
+    assert MlflowClient(tracking_uri=elsewhere, registry_uri=elsewhere).search_registered_models() == []
 
 
 class _Echo(mlflow.pyfunc.PythonModel):

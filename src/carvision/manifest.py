@@ -8,12 +8,13 @@ report whose counts reconcile: rows in = rows kept + rows dropped. See docs/arch
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from carvision.atomic import atomic_path
+from carvision.atomic import atomic_dir, atomic_path
 
 
 @dataclass(frozen=True)
@@ -171,4 +172,22 @@ def save_stage(
     write(dropped.reset_index(drop=True), data_dir / "dropped.parquet")
     report = result.report()
     reports.write_stage_report(report, result.kept[class_column], report_dir)
+    return report
+
+
+def save_image_stage(
+    input_df: pd.DataFrame,
+    out_dir: str | Path,
+    report_dir: str | Path,
+    path_column: str,
+    build: Callable[[Path], StageResult],
+) -> dict:
+    """Runs a stage that writes images: `build(staging_dir)` fills a staging folder that replaces out_dir only
+    once the manifest is written too, so a killed run leaves the previous output whole (or none)."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as staging:
+        result = build(staging)
+        rebase(result, path_column, staging, out_dir)
+        report = save_stage(result, staging, report_dir, list(input_df.columns), "label")
+    print(summary(report))
     return report

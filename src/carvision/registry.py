@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -32,6 +31,15 @@ class Registration:
     created: bool
     champion: bool
     notes: list[str] = field(default_factory=list)
+
+
+def client_for(uri: str) -> MlflowClient:
+    """A client whose tracking store and model registry are both `uri`.
+
+    Without an explicit registry URI, MLflow takes it from MLFLOW_REGISTRY_URI, which `mlflow.set_registry_uri`
+    exports to every child process: a pipeline could register into another project's store.
+    """
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _fit_tag(value: str) -> str:
@@ -68,9 +76,14 @@ def register(
             )
     all_tags = {**tags, "model_sha256": model_sha256, "test_top1": f"{top1:.6f}", "test_top5": f"{top5:.6f}"}
     all_tags = {k: _fit_tag(v) for k, v in all_tags.items()}
-    # register_model (not create_model_version) resolves MLflow 3 `models:/m-...` URIs to their logged model.
-    mlflow.set_registry_uri(client._registry_uri)
-    mv = mlflow.register_model(model_uri, name, tags=all_tags)
+    try:
+        client.create_registered_model(name, description="carvision make/model classifier")
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    # An MLflow 3 logged model's URI is models:/<model_id>; linking the id keeps the version tied to its run.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=all_tags, model_id=model_id)
     current = _champion(client, name, alias)
     beats = current is None or (top1, top5) > (
         float(current.tags.get("test_top1", "-1")),

@@ -31,11 +31,12 @@ def main() -> None:
             f"confusion matrix: {reports / 'evaluate' / 'confusion_matrix.png'}; "
             f"per-class accuracy: {reports / 'evaluate' / 'per_class_accuracy.csv'}"
         )
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from carvision.registry import client_for
+
     name, alias = cfg.evaluate.model_name, cfg.evaluate.champion_alias
-    client = MlflowClient(cfg.mlflow.tracking_uri)
+    client = client_for(cfg.mlflow.tracking_uri)
     versions = client.search_model_versions(f"name='{name}'")
     if versions:
         try:

@@ -16,7 +16,6 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from carvision import manifest
-from carvision.atomic import atomic_dir
 from carvision.config import load_params
 from carvision.images import ImageRejected, open_rgb
 from carvision.manifest import StageResult
@@ -115,22 +114,21 @@ def clean(
 def main(cfg: DictConfig) -> dict:
     df = manifest.read(Path(cfg.paths.ingest) / "manifest.parquet", stage="ingest")
     c = cfg.clean
-    out = Path(cfg.paths.clean)
-    # Build into a temporary folder: a killed run leaves the previous data/clean whole, or none.
-    with atomic_dir(out) as tmp:
-        result = clean(
+    return manifest.save_image_stage(
+        df,
+        cfg.paths.clean,
+        Path(cfg.paths.reports) / "clean",
+        "clean_path",
+        lambda staging: clean(
             df,
-            tmp,
+            staging,
             min_side=c.min_side,
             max_pixels=c.max_pixels,
             near_duplicate_bits=c.near_duplicate_bits,
             jpeg_quality=c.jpeg_quality,
             workers=c.workers,
-        )
-        manifest.rebase(result, "clean_path", tmp, out)
-        report = manifest.save_stage(result, tmp, Path(cfg.paths.reports) / "clean", list(df.columns), "label")
-    print(manifest.summary(report))
-    return report
+        ),
+    )
 
 
 if __name__ == "__main__":

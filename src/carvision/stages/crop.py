@@ -13,7 +13,6 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from carvision import manifest
-from carvision.atomic import atomic_dir
 from carvision.config import load_params
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
@@ -104,22 +103,22 @@ def crop(
 def main(cfg: DictConfig) -> dict:
     df = manifest.read(Path(cfg.paths.clean) / "manifest.parquet", stage="clean")
     c = cfg.crop
-    out = Path(cfg.paths.crop)
-    with atomic_dir(out) as tmp:
-        result = crop(
+    return manifest.save_image_stage(
+        df,
+        cfg.paths.crop,
+        Path(cfg.paths.reports) / "crop",
+        "crop_path",
+        lambda staging: crop(
             df,
-            tmp,
+            staging,
             margin=c.margin,
             min_box_side=c.min_box_side,
             max_side=c.max_side,
             without_box=c.without_box,
             jpeg_quality=c.jpeg_quality,
             workers=c.workers,
-        )
-        manifest.rebase(result, "crop_path", tmp, out)
-        report = manifest.save_stage(result, tmp, Path(cfg.paths.reports) / "crop", list(df.columns), "label")
-    print(manifest.summary(report))
-    return report
+        ),
+    )
 
 
 if __name__ == "__main__":
