@@ -56,6 +56,20 @@ def make_cfg(root: Path, overrides: list[str] | None = None, data_root: Path | N
     return compose([*overrides_for(root, data_root), *(overrides or [])], conf_dir=CONF)
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_environment():
+    """mlflow.set_tracking_uri/set_registry_uri export environment variables; keep them from leaking into the
+    next test's subprocesses (the code must not depend on them, and a test must not hide that it does)."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated scrape (80 listings, ~380 photos), made once per session; treat it as read-only."""

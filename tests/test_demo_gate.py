@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from carvision.config import compose
-from carvision.registry import client_for
 from carvision.sample import generate_sample
 from carvision.stages import clean, crop, evaluate, ingest, split, train
+from carvision.tracking import connect
 from conftest import CONF
 
 pytestmark = pytest.mark.slow
@@ -31,5 +31,5 @@ def test_demo_configuration_passes_the_gate(tmp_path):
     scores, reg = evaluate.main(cfg)
     assert scores.top1 >= cfg.evaluate.min_top1 and scores.top5 >= cfg.evaluate.min_top5
     assert reg is not None and reg.champion
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     assert client.get_model_version_by_alias("car-classifier", "champion").version == reg.version

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carvision.registry import client_for
+from carvision.tracking import connect
 from conftest import REPO
 
 # A pipeline that runs in about a minute on 2 cores: small sample, 32 px model, 1 epoch, gate wide open.
@@ -73,7 +73,7 @@ def test_dvc_repro_runs_every_stage_and_registers(repo: Path):
     assert (repo / "dvc.lock").is_file()
     metrics = sh(["dvc", "metrics", "show", "--json"], repo)
     assert "rows_in" in metrics and "top1" in metrics
-    client = client_for(f"sqlite:///{repo / 'mlflow.db'}")
+    client = connect(f"sqlite:///{repo / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias("car-classifier", "champion").version) == "1"
     # A second repro has nothing to do.
     assert "Running stage" not in sh(["dvc", "repro"], repo)
@@ -87,7 +87,7 @@ def test_exp_run_recomposes_params_and_reruns_only_what_depends_on_them(repo: Pa
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
     for stage in ("sample", "ingest", "clean", "crop", "split"):
         assert f"Running stage '{stage}'" not in out
-    runs = client_for(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
-        [client_for(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("carvision").experiment_id]
+    runs = connect(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
+        [connect(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("carvision").experiment_id]
     )
     assert sorted(r.data.params["imbalance.strategy"] for r in runs) == ["focal", "none"]

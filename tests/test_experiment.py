@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from carvision.registry import client_for
+from carvision.tracking import connect
 from conftest import REPO, overrides_for
 
 
@@ -34,7 +34,7 @@ def test_sweep_over_two_small_backbones_gives_two_mlflow_runs(prepared, tmp_path
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
     ]
     run_train_py(args, tmp_path)
-    client = client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("carvision").experiment_id])
     assert sorted(r.data.params["backbone.name"] for r in runs) == ["mobilenetv3_small_050", "test_efficientnet"]
     assert all(r.info.status == "FINISHED" and "test_top1" in r.data.metrics for r in runs)
@@ -59,7 +59,7 @@ def test_ddp_with_two_cpu_processes_inside_a_sweep(prepared, tmp_path: Path):
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
     ]
     run_train_py(args, tmp_path)
-    client = client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("carvision").experiment_id])
     assert len(runs) == 1, [r.data.params.get("world_size") for r in runs]
     assert runs[0].data.params["world_size"] == "2"

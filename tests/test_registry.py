@@ -7,7 +7,8 @@ import math
 import mlflow
 import pytest
 
-from carvision.registry import Gate, client_for, register
+from carvision.registry import Gate, register
+from carvision.tracking import connect
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ def test_gate_thresholds_are_inclusive_and_nan_fails(top1, top5, passes):
 def test_champion_moves_only_to_a_better_model(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    client = client_for(uri)
+    client = connect(uri)
     exp = client.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp) as run:
         # A real logged model, the smallest there is, so the registry has a true source to point at.
@@ -42,7 +43,7 @@ def test_registration_ignores_a_registry_uri_from_the_environment(tmp_path, monk
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", elsewhere)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = client_for(uri)
+    client = connect(uri)
     exp = client.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(experiment_id=exp) as run:

@@ -33,15 +33,6 @@ class Registration:
     notes: list[str] = field(default_factory=list)
 
 
-def client_for(uri: str) -> MlflowClient:
-    """A client whose tracking store and model registry are both `uri`.
-
-    Without an explicit registry URI, MLflow takes it from MLFLOW_REGISTRY_URI, which `mlflow.set_registry_uri`
-    exports to every child process: a pipeline could register into another project's store.
-    """
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _fit_tag(value: str) -> str:
     return value if len(value) <= MAX_TAG_CHARS else value[: MAX_TAG_CHARS - 15] + "...(truncated)"
 

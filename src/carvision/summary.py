@@ -33,10 +33,10 @@ def main() -> None:
         )
     from mlflow.exceptions import MlflowException
 
-    from carvision.registry import client_for
+    from carvision.tracking import connect
 
     name, alias = cfg.evaluate.model_name, cfg.evaluate.champion_alias
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     versions = client.search_model_versions(f"name='{name}'")
     if versions:
         try:

@@ -6,8 +6,27 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def connect(uri: str) -> MlflowClient:
+    """Points this process's MLflow at `uri` (tracking store and registry) and returns a client for it.
+
+    The configured store must win over the environment: `mlflow.set_tracking_uri`/`set_registry_uri` export
+    MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI to child processes, and MLflow resolves a `models:/<id>` source
+    through the process-wide tracking URI, so a stale variable would register into another store.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -61,7 +80,7 @@ def log_training_artifacts(run_id: str, cfg: DictConfig, model, checkpoint: Path
     import timm
     import torch
 
-    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    connect(cfg.mlflow.tracking_uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_params(flat_params(cfg))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from carvision.registry import client_for
 from carvision.stages import evaluate, train
+from carvision.tracking import connect
 from carvision.training.module import CarClassifier, load_classifier
 from conftest import reuse_prepared
 
@@ -51,7 +51,7 @@ def test_checkpoint_loads_with_weights_only(trained):
 
 def test_mlflow_run_records_config_params_metrics_class_map_and_model(trained):
     cfg, result = trained
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     run = client.get_run(result.run_id)
     assert run.data.params["backbone.name"] == "mobilenetv3_small_050"
     assert run.data.params["imbalance.strategy"] == "none"
@@ -78,7 +78,7 @@ def test_evaluate_reports_registers_once_and_moves_champion(trained):
     per_class = (reports / "per_class_accuracy.csv").read_text().splitlines()
     assert per_class[0] == "class,test_images,correct,accuracy" and len(per_class) == 1 + len(scores.confusion)
 
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     assert reg is not None and reg.created and reg.champion
     mv = client.get_model_version_by_alias(cfg.evaluate.model_name, "champion")
     assert mv.version == reg.version
@@ -98,5 +98,5 @@ def test_gate_refuses_a_model_below_the_thresholds(trained):
     strict.evaluate.min_top1 = 1.01
     _, reg = evaluate.main(strict)
     assert reg is None
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     assert client.search_model_versions("name='strict-classifier'") == []

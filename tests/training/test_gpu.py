@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from carvision.registry import client_for
 from carvision.stages import train
+from carvision.tracking import connect
 from conftest import reuse_prepared
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -15,6 +15,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_bf16_mixed_precision_training_on_gpu(prepared, tmp_path):
     cfg = reuse_prepared(prepared, tmp_path, ["trainer=gpu", "train.epochs=1"])
     result = train.main(cfg)
-    run = client_for(cfg.mlflow.tracking_uri).get_run(result.run_id)
+    run = connect(cfg.mlflow.tracking_uri).get_run(result.run_id)
     assert run.data.params["trainer.precision"] == "bf16-mixed" and run.data.params["trainer.accelerator"] == "gpu"
     assert 0.0 <= result.best_val_top1 <= 1.0

@@ -20,9 +20,9 @@ from tqdm import tqdm
 from carvision import manifest
 from carvision.atomic import write_json
 from carvision.config import load_params
-from carvision.registry import Gate, Registration, client_for, register
+from carvision.registry import Gate, Registration, register
 from carvision.stages.train import CHECKPOINT, RUN_FILE
-from carvision.tracking import config_json, file_sha256, git_commit
+from carvision.tracking import config_json, connect, file_sha256, git_commit
 from carvision.training.data import ManifestDataset, build_transforms
 from carvision.training.module import CarClassifier, load_classifier
 
@@ -126,7 +126,7 @@ def main(cfg: DictConfig) -> tuple[Scores, Registration | None]:
     plot_confusion(scores, model.class_names, reports_dir / "confusion_matrix.png")
     print("evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.metrics().items() if k != "n_images"))
 
-    client = client_for(cfg.mlflow.tracking_uri)
+    client = connect(cfg.mlflow.tracking_uri)
     for k, v in scores.metrics().items():
         client.log_metric(run["run_id"], f"test_{k}", float(v))
     for f in ("per_class_accuracy.csv", "confusion_matrix.png"):
