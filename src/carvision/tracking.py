@@ -89,9 +89,10 @@ def log_training_artifacts(run_id: str, cfg: DictConfig, model, checkpoint: Path
         info = mlflow.pytorch.log_model(
             model.eval(),
             name="model",
-            # pt2 (torch.export) stores a traced graph, not pickled code; tracing needs one example batch.
+            # pt2 (torch.export) stores a traced graph, not pickled code; tracing needs an example batch, and
+            # export fixes any dimension of size 1, so the example has 2 images to keep the batch size free.
             serialization_format="pt2",
-            input_example=np.zeros((1, 3, img, img), dtype=np.float32),
+            input_example=np.zeros((2, 3, img, img), dtype=np.float32),
             extra_files=[str(checkpoint), str(labels_file)],
             # Explicit requirements: inferring them imports and probes the whole environment (slow).
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"],
