@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -17,23 +18,29 @@ class ImageRejected(Exception):
         self.detail = detail
 
 
-def open_rgb(path: str | Path, *, max_pixels: int) -> Image.Image:
-    """Decodes `path` fully, applies its EXIF orientation and returns an upright RGB image.
+def read_image_bytes(path: str | Path) -> bytes:
+    """The file's bytes; a missing or empty file is an `ImageRejected`, not an exception to handle elsewhere."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise ImageRejected("missing_file", str(path)) from e
+    if not data:
+        raise ImageRejected("empty_file")
+    return data
+
+
+def decode_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Decodes an image file's bytes fully, applies its EXIF orientation and returns an upright RGB image.
 
     Args:
         max_pixels: refuse images with more pixels than this before decoding them (decompression bombs).
     """
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise ImageRejected("empty_file")
-    except FileNotFoundError as e:
-        raise ImageRejected("missing_file", str(path)) from e
     try:
         with warnings.catch_warnings():
             # Pillow warns (and past 2x its own limit raises) on large images; our own limit is the policy.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 if im.width * im.height > max_pixels:
                     raise ImageRejected("too_many_pixels", f"{im.width}x{im.height}")
                 im.load()
@@ -48,3 +55,8 @@ def open_rgb(path: str | Path, *, max_pixels: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as e:
         # Truncated JPEGs raise OSError on load(); corrupt headers raise SyntaxError or ValueError.
         raise ImageRejected("corrupt_image", f"{type(e).__name__}: {e}"[:200]) from e
+
+
+def open_rgb(path: str | Path, *, max_pixels: int) -> Image.Image:
+    """`decode_rgb` of the file at `path`."""
+    return decode_rgb(read_image_bytes(path), max_pixels=max_pixels)

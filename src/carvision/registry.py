@@ -37,7 +37,8 @@ def _fit_tag(value: str) -> str:
     return value if len(value) <= MAX_TAG_CHARS else value[: MAX_TAG_CHARS - 15] + "...(truncated)"
 
 
-def _champion(client: MlflowClient, name: str, alias: str):
+def champion_version(client: MlflowClient, name: str, alias: str):
+    """The model version that holds `alias`, or None (no such model, or no version has the alias yet)."""
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -75,7 +76,7 @@ def register(
     # An MLflow 3 logged model's URI is models:/<model_id>; linking the id keeps the version tied to its run.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=all_tags, model_id=model_id)
-    current = _champion(client, name, alias)
+    current = champion_version(client, name, alias)
     beats = current is None or (top1, top5) > (
         float(current.tags.get("test_top1", "-1")),
         float(current.tags.get("test_top5", "-1")),

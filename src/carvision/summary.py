@@ -31,18 +31,14 @@ def main() -> None:
             f"confusion matrix: {reports / 'evaluate' / 'confusion_matrix.png'}; "
             f"per-class accuracy: {reports / 'evaluate' / 'per_class_accuracy.csv'}"
         )
-    from mlflow.exceptions import MlflowException
-
+    from carvision.registry import champion_version
     from carvision.tracking import connect
 
     name, alias = cfg.evaluate.model_name, cfg.evaluate.champion_alias
     client = connect(cfg.mlflow.tracking_uri)
     versions = client.search_model_versions(f"name='{name}'")
     if versions:
-        try:
-            champ = client.get_model_version_by_alias(name, alias).version
-        except MlflowException:
-            champ = "none"
+        champ = getattr(champion_version(client, name, alias), "version", "none")
         print(
             f"registry ({cfg.mlflow.tracking_uri}): '{name}' has versions "
             f"{sorted(int(v.version) for v in versions)}; '{alias}' is version {champ}"

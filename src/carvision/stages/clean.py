@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from carvision import manifest
 from carvision.config import load_params
-from carvision.images import ImageRejected, open_rgb
+from carvision.images import ImageRejected, decode_rgb, read_image_bytes
 from carvision.manifest import StageResult
 from carvision.near_duplicates import close_pairs, connected_groups, hex_to_uint64
 from carvision.parallel import map_with_progress
@@ -38,12 +38,13 @@ def inspect_one(job: tuple[str, str], *, min_side: int, max_pixels: int, jpeg_qu
     """Decodes one photo, writes its upright RGB copy to `job[1]` and returns its size and hashes."""
     src, dst = Path(job[0]), Path(job[1])
     try:
-        im = open_rgb(src, max_pixels=max_pixels)
+        data = read_image_bytes(src)  # read once: the same bytes are hashed and decoded
+        im = decode_rgb(data, max_pixels=max_pixels)
     except ImageRejected as e:
         return Inspected(reason=e.reason, detail=e.detail)
     if min(im.size) < min_side:
         return Inspected(*im.size, reason="too_small", detail=f"{im.width}x{im.height}")
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    sha = hashlib.sha256(data).hexdigest()
     dst.parent.mkdir(parents=True, exist_ok=True)
     im.save(dst, "JPEG", quality=jpeg_quality)
     return Inspected(im.width, im.height, sha, str(imagehash.phash(im)))

@@ -84,7 +84,7 @@ def per_class_table(scores: Scores, class_names: list[str]) -> pd.DataFrame:
 
 
 def plot_confusion(scores: Scores, class_names: list[str], path: Path) -> None:
-    from carvision.reports import plt, save_png
+    from carvision.reports import plt, save_png  # matplotlib is slow to import; only plotting pays for it
 
     c = scores.confusion
     rows = np.maximum(c.sum(1, keepdims=True), 1)
@@ -120,9 +120,11 @@ def main(cfg: DictConfig) -> tuple[Scores, Registration | None]:
     targets = torch.tensor(test["class_name"].map(index).to_numpy())
     scores = score(predict(model, test["crop_path"].tolist(), cfg.evaluate.batch_size), targets)
 
+    from carvision.reports import write_table
+
     reports_dir = Path(cfg.paths.reports) / "evaluate"
     write_json(reports_dir / "metrics.json", scores.metrics())
-    per_class_table(scores, model.class_names).to_csv(reports_dir / "per_class_accuracy.csv", index=False)
+    write_table(per_class_table(scores, model.class_names), reports_dir / "per_class_accuracy.csv")
     plot_confusion(scores, model.class_names, reports_dir / "confusion_matrix.png")
     print("evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.metrics().items() if k != "n_images"))
 

@@ -22,7 +22,7 @@ from carvision.atomic import atomic_path, write_json
 from carvision.config import load_params
 from carvision.tracking import log_training_artifacts
 from carvision.training.backbones import load_pretrained_
-from carvision.training.data import CarDataModule
+from carvision.training.data import CarDataModule, class_counts
 from carvision.training.module import CarClassifier, load_classifier
 
 CHECKPOINT = "model.ckpt"
@@ -92,19 +92,19 @@ def main(cfg: DictConfig) -> TrainResult | None:
     df = manifest.read(split_dir / "manifest.parquet", stage="split")
     labels_file = split_dir / "labels.json"
     class_names = json.loads(labels_file.read_text())
+    train_counts = class_counts(df, len(class_names))
+    module = build_classifier(cfg, class_names, train_counts)
     data = CarDataModule(
         df,
         len(class_names),
         cfg.backbone.img_size,
-        (0, 0, 0),
-        (1, 1, 1),
+        module.hparams.mean,  # the backbone's own normalisation, resolved in build_classifier
+        module.hparams.std,
         batch_size=cfg.train.batch_size,
         num_workers=cfg.train.num_workers,
         balanced_sampling=cfg.imbalance.strategy == "weighted_sampler",
         seed=cfg.seed,
     )
-    module = build_classifier(cfg, class_names, data.train_class_counts())
-    data.mean, data.std = module.hparams.mean, module.hparams.std
 
     logger = MLFlowLogger(
         experiment_name=cfg.mlflow.experiment,
@@ -119,7 +119,7 @@ def main(cfg: DictConfig) -> TrainResult | None:
         {
             "world_size": trainer.world_size,
             "num_classes": len(class_names),
-            "train_images": sum(data.train_class_counts()),
+            "train_images": sum(train_counts),
         }
     )
     trainer.fit(module, datamodule=data)

@@ -35,6 +35,12 @@ def build_transforms(
     return A.Compose(steps, seed=seed)
 
 
+def class_counts(manifest_df: pd.DataFrame, num_classes: int, split: str = "train") -> list[int]:
+    """Images per class_idx in one split of the split manifest (0 for classes absent from it)."""
+    counts = manifest_df.loc[manifest_df["split"] == split, "class_idx"].value_counts()
+    return [int(counts.get(i, 0)) for i in range(num_classes)]
+
+
 class ManifestDataset(Dataset):
     """Images and class indices; returns (image tensor (3, H, W), class index)."""
 
@@ -75,8 +81,7 @@ class CarDataModule(L.LightningDataModule):
         return self.df[self.df["split"] == split]
 
     def train_class_counts(self) -> list[int]:
-        counts = self.rows("train")["class_idx"].value_counts()
-        return [int(counts.get(i, 0)) for i in range(self.num_classes)]
+        return class_counts(self.df, self.num_classes)
 
     def dataset(self, split: str) -> ManifestDataset:
         rows = self.rows(split)
