@@ -1,6 +1,6 @@
-"""Sample: generate the embedded raw scrape that the default pipeline runs on.
+"""Sample: generate the embedded raw scrape that the default pipeline runs on, and the labelled car filter set.
 
-python -m carvision.stages.sample      # reads params.yaml (DVC stage `sample`), writes data/raw/sample
+python -m carvision.stages.sample      # reads params.yaml (DVC stage `sample`), writes data/raw/sample{,-filter}
 """
 
 from __future__ import annotations
@@ -8,15 +8,20 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from carvision.config import load_params
-from carvision.sample import SampleSpec, generate_sample
+from carvision.sample import SampleSpec, generate_filter_set, generate_sample
 
 OUT_DIR = "data/raw/sample"
+FILTER_SET_DIR = "data/raw/sample-filter"
 
 
 def main(cfg: DictConfig) -> dict:
-    summary = generate_sample(OUT_DIR, seed=cfg.sample.seed, spec=SampleSpec(n_listings=cfg.sample.listings))
-    print(f"sample: {summary['n_images']} photos in {summary['n_listings']} listings under {OUT_DIR}")
-    return summary
+    """Writes both folders; returns their summaries as {"scrape": ..., "filter_set": ...}."""
+    scrape = generate_sample(OUT_DIR, seed=cfg.sample.seed, spec=SampleSpec(n_listings=cfg.sample.listings))
+    n = cfg.sample.filter_photos
+    filter_set = generate_filter_set(FILTER_SET_DIR, seed=cfg.sample.seed, n_car=n, n_no_car=n)
+    print(f"sample: {scrape['n_images']} photos in {scrape['n_listings']} listings under {OUT_DIR}")
+    print(f"sample: {filter_set['by_label']} labelled photos under {FILTER_SET_DIR}")
+    return {"scrape": scrape, "filter_set": filter_set}
 
 
 if __name__ == "__main__":

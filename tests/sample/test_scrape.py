@@ -1,4 +1,4 @@
-"""Tests for the synthetic scrape generator (carvision.sample)."""
+"""Tests for the synthetic scrape generator (carvision.sample.scrape)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from PIL import Image, ImageOps
 
 from carvision.sample import (
     CLASSES,
+    KINDS,
+    NON_CAR_KINDS,
     VIEWPOINTS,
     SampleSpec,
     class_listing_counts,
@@ -91,8 +93,33 @@ def test_layout_listed_files_match_disk_and_tables(scrape, tables):
 
 def test_every_kind_present(scrape):
     _, summary = scrape
+    assert list(summary["by_kind"]) == list(KINDS)
     assert all(n > 0 for n in summary["by_kind"].values()), summary["by_kind"]
-    assert summary["by_kind"]["car"] > 0.8 * summary["n_images"]
+
+
+def test_non_car_photos_are_a_fifth_of_the_base_photos_in_even_shares(tables):
+    base = [r for r in tables["truth"] if not r["duplicate_of"]]
+    non_car = [r["kind"] for r in base if r["kind"] in NON_CAR_KINDS]
+    assert abs(len(non_car) / len(base) - SMALL.non_car_rate) < 0.01
+    shares = [non_car.count(k) for k in NON_CAR_KINDS]
+    assert max(shares) - min(shares) <= 1, dict(zip(NON_CAR_KINDS, shares, strict=True))
+
+
+def test_non_car_photos_come_on_top_of_the_car_photos(tables):
+    """Each listing keeps its 3-6 photos taken of the car (some broken or tiny); the cover photo shows the car."""
+    lo, hi = SMALL.photos_per_listing
+    for listing in tables["listings"]:
+        files = listing["images"].split(";")
+        truth = {r["file"]: r for r in tables["truth"] if r["ad_id"] == listing["ad_id"]}
+        of_the_car = [f for f in files if truth[f]["kind"] not in NON_CAR_KINDS and not truth[f]["duplicate_of"]]
+        assert lo <= len(of_the_car) <= hi, listing
+        assert truth[files[0]]["kind"] not in NON_CAR_KINDS, listing
+
+
+def test_non_car_rate_must_leave_room_for_cars(tmp_path):
+    with pytest.raises(ValueError, match="non_car_rate"):
+        generate_sample(tmp_path / "raw", spec=SampleSpec(n_listings=10, non_car_rate=1.0))
+    assert not (tmp_path / "raw").exists()
 
 
 def test_boxes_and_viewpoints(tables):
@@ -147,10 +174,31 @@ def test_broken_files_fail_to_decode(scrape, tables):
 def test_tiny_and_non_car_photos_decode(scrape, tables):
     out, _ = scrape
     for r in tables["truth"]:
-        if r["kind"] in ("tiny", "interior", "ad"):
+        if r["kind"] in ("tiny", *NON_CAR_KINDS):
             with Image.open(out / "images" / r["ad_id"] / r["file"]) as im:
                 im.load()
                 assert im.size == ((24, 18) if r["kind"] == "tiny" else (W, H))
+                assert im.mode == "RGB"
+
+
+def test_non_car_photos_survive_near_duplicate_removal(scrape, tables):
+    """The clean stage drops photos within 4 bits of phash of another: no non-car photo may be that close to any
+    other photo of the scrape (only the planned duplicates of car photos are)."""
+    out, _ = scrape
+    hashes = {}
+    for r in tables["truth"]:
+        if r["kind"] in ("car", *NON_CAR_KINDS) and not r["duplicate_of"]:
+            with Image.open(out / "images" / r["ad_id"] / r["file"]) as im:
+                hashes[(r["ad_id"], r["file"], r["kind"])] = imagehash.phash(ImageOps.exif_transpose(im))
+    keys = list(hashes)
+    close = [
+        (a, b, hashes[a] - hashes[b])
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+        if (a[2] in NON_CAR_KINDS or b[2] in NON_CAR_KINDS) and hashes[a] - hashes[b] <= 4
+    ]
+    assert sum(k in NON_CAR_KINDS for *_, k in hashes) >= 40
+    assert close == []
 
 
 def test_duplicates_exact_and_near(scrape, tables):
