@@ -3,18 +3,18 @@
 A stage reads the previous manifest, adds columns or drops rows (each drop with a reason), and writes
 `manifest.parquet` (kept rows), `dropped.parquet` (dropped rows with `drop_reason`, `drop_detail`) and a
 report whose counts reconcile: rows in = rows kept + rows dropped. See docs/architecture.md.
+This module is the contract (schema, validation, reading and writing); `stage_io` runs a stage.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from carvision.atomic import atomic_dir, atomic_path
+from carvision.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("height", "int", "clean", "upright height in px"),
     Column("sha256", "string", "clean", "hash of the raw file bytes (exact duplicates)"),
     Column("phash", "string", "clean", "64-bit perceptual hash, 16 hex digits (near duplicates)"),
+    Column("car_prob", "float", "filter", "car-filter probability that the photo shows a car; NaN when not scored"),
     Column("crop_path", "string", "crop", "the crop the model trains on"),
     Column("crop_source", "string", "crop", "`bbox` (cropped to the car box) or `full_image` (no box)"),
     Column("class_name", "string", "split", "training class after the class-merge map"),
@@ -47,7 +48,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("group_id", "string", "split", "listing / near-duplicate group; never straddles two splits"),
     Column("split", "string", "split", "train, val or test"),
 )
-STAGES = ("ingest", "clean", "crop", "split")
+STAGES = ("ingest", "clean", "filter", "crop", "split")
 DROP_COLUMNS = ("drop_stage", "drop_reason", "drop_detail")
 
 
@@ -105,6 +106,7 @@ class StageResult:
     rows_in: int
     kept: pd.DataFrame
     dropped: pd.DataFrame
+    schema_stage: str | None = None  # the stage whose columns `kept` must hold, when `stage` is not in STAGES
 
     def report(self) -> dict:
         reasons = Counter(self.dropped["drop_reason"]) if len(self.dropped) else Counter()
@@ -125,7 +127,7 @@ class StageResult:
         lost = [c for c in input_columns if c not in self.kept.columns]
         if lost:
             raise ManifestError(f"{self.stage}: columns {lost} were removed or renamed")
-        validate(self.kept, self.stage)
+        validate(self.kept, self.schema_stage or self.stage)
 
 
 def drop_rows(df: pd.DataFrame, stage: str, reasons: pd.Series, details: pd.Series | None = None) -> pd.DataFrame:
@@ -143,51 +145,3 @@ def empty_dropped(df: pd.DataFrame) -> pd.DataFrame:
     for c in DROP_COLUMNS:
         out[c] = pd.Series(dtype="string")
     return out
-
-
-def summary(report: dict) -> str:
-    """One line for the console: what a stage kept and why it dropped the rest."""
-    drops = ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
-    return f"{report['stage']}: kept {report['rows_kept']} of {report['rows_in']} rows; dropped: {drops}"
-
-
-def rebase(result: StageResult, column: str, staging_dir: Path, final_dir: Path) -> None:
-    """Points `column` of kept and dropped rows at final_dir: a stage builds in a staging folder that is
-    renamed into place only once complete (see atomic_dir)."""
-    for frame in (result.kept, result.dropped):
-        frame[column] = frame[column].str.replace(str(staging_dir), str(final_dir), regex=False)
-
-
-def save_stage(
-    result: StageResult, data_dir: str | Path, report_dir: str | Path, input_columns: list[str], class_column: str
-) -> dict:
-    """Checks the contract, writes manifest.parquet and dropped.parquet into data_dir, and the report
-    (metrics, drops by reason, class distribution, as JSON, CSV and PNG) into report_dir."""
-    from carvision import reports  # matplotlib is slow to import; only stages that write reports pay for it
-
-    result.check(input_columns)
-    data_dir = Path(data_dir)
-    write(result.kept.reset_index(drop=True), data_dir / "manifest.parquet")
-    dropped = result.dropped if len(result.dropped) else empty_dropped(result.kept)
-    write(dropped.reset_index(drop=True), data_dir / "dropped.parquet")
-    report = result.report()
-    reports.write_stage_report(report, result.kept[class_column], report_dir)
-    return report
-
-
-def save_image_stage(
-    input_df: pd.DataFrame,
-    out_dir: str | Path,
-    report_dir: str | Path,
-    path_column: str,
-    build: Callable[[Path], StageResult],
-) -> dict:
-    """Runs a stage that writes images: `build(staging_dir)` fills a staging folder that replaces out_dir only
-    once the manifest is written too, so a killed run leaves the previous output whole (or none)."""
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as staging:
-        result = build(staging)
-        rebase(result, path_column, staging, out_dir)
-        report = save_stage(result, staging, report_dir, list(input_df.columns), "label")
-    print(summary(report))
-    return report

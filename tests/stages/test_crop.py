@@ -59,8 +59,9 @@ def crops(prepared) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def clean_df(prepared) -> pd.DataFrame:
-    return manifest.read(Path(prepared.paths.clean) / "manifest.parquet", stage="clean")
+def crop_input(prepared) -> pd.DataFrame:
+    """What crop reads: the filter stage's manifest (with car_prob; the prepared config filters nothing)."""
+    return manifest.read(Path(prepared.paths.filter) / "manifest.parquet", stage="filter")
 
 
 def _thumb(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -91,16 +92,16 @@ def test_crop_source_says_whether_a_box_was_used(crops):
     assert (crops.loc[~has_box, "crop_source"] == "full_image").all()
 
 
-def test_crop_report_reconciles(prepared, crops, clean_df):
+def test_crop_report_reconciles(prepared, crops, crop_input):
     report = json.loads((Path(prepared.paths.reports) / "crop" / "report.json").read_text())
     dropped = pd.read_parquet(Path(prepared.paths.crop) / "dropped.parquet")
-    assert report["rows_in"] == len(clean_df) == len(crops) + len(dropped)
-    assert set(clean_df.columns) < set(crops.columns)
+    assert report["rows_in"] == len(crop_input) == len(crops) + len(dropped)
+    assert set(crop_input.columns) < set(crops.columns)
 
 
-def test_crop_cuts_the_box_content(clean_df, tmp_path: Path):
+def test_crop_cuts_the_box_content(crop_input, tmp_path: Path):
     """A crop with margin 0 shows the pixels of the box: compare a recoloured clean copy with its crop."""
-    df = clean_df[clean_df["bbox"].notna()].iloc[[0]].copy()
+    df = crop_input[crop_input["bbox"].notna()].iloc[[0]].copy()
     row = df.iloc[0]
     x0, y0, x1, y1 = (round(v) for v in row["bbox"])
     img = Image.new("RGB", (int(row["width"]), int(row["height"])), (0, 0, 255))
@@ -115,18 +116,18 @@ def test_crop_cuts_the_box_content(clean_df, tmp_path: Path):
         assert r > 220 and b < 40
 
 
-def test_without_box_drop_drops_boxless_photos(prepared, clean_df, tmp_path: Path):
+def test_without_box_drop_drops_boxless_photos(prepared, crop_input, tmp_path: Path):
     c = prepared.crop
     result = crop.crop(
-        clean_df,
+        crop_input,
         tmp_path / "crop",
         margin=c.margin,
         min_box_side=c.min_box_side,
         max_side=c.max_side,
         without_box="drop",
     )
-    result.check(list(clean_df.columns))
-    boxless = set(clean_df.loc[clean_df["bbox"].isna(), "image_id"])
+    result.check(list(crop_input.columns))
+    boxless = set(crop_input.loc[crop_input["bbox"].isna(), "image_id"])
     assert len(boxless) > 0
     assert set(result.dropped["image_id"]) == boxless
     assert set(result.dropped["drop_reason"]) == {"no_car_box"}
@@ -136,8 +137,8 @@ def test_without_box_drop_drops_boxless_photos(prepared, clean_df, tmp_path: Pat
     assert result.report()["dropped_by_reason"] == {"no_car_box": len(boxless)}
 
 
-def test_bad_boxes_are_dropped_with_reasons(clean_df, tmp_path: Path):
-    df = clean_df.iloc[:4].copy().reset_index(drop=True)
+def test_bad_boxes_are_dropped_with_reasons(crop_input, tmp_path: Path):
+    df = crop_input.iloc[:4].copy().reset_index(drop=True)
     w, h = int(df.loc[0, "width"]), int(df.loc[0, "height"])
     df["bbox"] = [[w + 10.0, 0.0, w + 50.0, 20.0], [30.0, 30.0, 10.0, 10.0], [1.0, 1.0, 4.0, 4.0], None]
     result = crop.crop(df, tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
@@ -152,12 +153,12 @@ def test_bad_boxes_are_dropped_with_reasons(clean_df, tmp_path: Path):
     assert f"in {w}x{h}" in result.dropped["drop_detail"].iloc[0]
 
 
-def test_bad_without_box_value_raises(clean_df, tmp_path: Path):
+def test_bad_without_box_value_raises(crop_input, tmp_path: Path):
     with pytest.raises(ValueError, match="without_box"):
-        crop.crop(clean_df.iloc[:2], tmp_path, margin=0.05, min_box_side=12, max_side=64, without_box="skip")
+        crop.crop(crop_input.iloc[:2], tmp_path, margin=0.05, min_box_side=12, max_side=64, without_box="skip")
 
 
-def test_empty_manifest_gives_an_empty_result(clean_df, tmp_path: Path):
+def test_empty_manifest_gives_an_empty_result(crop_input, tmp_path: Path):
     """Clean can keep no row (e.g. every photo broken); crop should pass the empty table on."""
-    result = crop.crop(clean_df.iloc[0:0], tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
+    result = crop.crop(crop_input.iloc[0:0], tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
     assert result.rows_in == 0 and len(result.kept) == 0

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carvision import manifest
+from carvision import manifest, stage_io
 from carvision.stages import ingest
 
 JPEG = io.BytesIO()
@@ -146,7 +146,7 @@ def test_drops_carry_the_right_reasons(tmp_path: Path):
     assert result.rows_in == len(result.kept) + len(result.dropped) == 9
     result.check([])
 
-    report = manifest.save_stage(result, tmp_path / "data", tmp_path / "reports", [], "label")
+    report = stage_io.save_stage(result, tmp_path / "data", tmp_path / "reports", [], "label")
     assert report["dropped_by_reason"] == {
         "listed_twice": 1,
         "missing_file": 1,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from carvision import manifest
+from carvision import manifest, settings, stage_io
 from carvision.config import load_params
 from carvision.images import ImageRejected, decode_rgb, read_image_bytes
 from carvision.manifest import StageResult
@@ -113,12 +113,13 @@ def clean(
 
 
 def main(cfg: DictConfig) -> dict:
-    df = manifest.read(Path(cfg.paths.ingest) / "manifest.parquet", stage="ingest")
-    c = cfg.clean
-    return manifest.save_image_stage(
+    s = settings.parse(cfg)
+    df = manifest.read(Path(s.paths.ingest) / "manifest.parquet", stage="ingest")
+    c = s.clean
+    return stage_io.save_image_stage(
         df,
-        cfg.paths.clean,
-        Path(cfg.paths.reports) / "clean",
+        s.paths.clean,
+        Path(s.paths.reports) / "clean",
         "clean_path",
         lambda staging: clean(
             df,

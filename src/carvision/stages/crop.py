@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from PIL import Image
 
-from carvision import manifest
+from carvision import manifest, settings, stage_io
 from carvision.config import load_params
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
@@ -101,12 +101,13 @@ def crop(
 
 
 def main(cfg: DictConfig) -> dict:
-    df = manifest.read(Path(cfg.paths.clean) / "manifest.parquet", stage="clean")
-    c = cfg.crop
-    return manifest.save_image_stage(
+    s = settings.parse(cfg)
+    df = manifest.read(Path(s.paths.filter) / "manifest.parquet", stage="filter")
+    c = s.crop
+    return stage_io.save_image_stage(
         df,
-        cfg.paths.crop,
-        Path(cfg.paths.reports) / "crop",
+        s.paths.crop,
+        Path(s.paths.reports) / "crop",
         "crop_path",
         lambda staging: crop(
             df,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from carvision import manifest
+from carvision import manifest, settings, stage_io
 from carvision.config import load_params
 from carvision.manifest import StageResult
 from carvision.safe_names import is_inside
@@ -128,9 +128,10 @@ def ingest(source: str, root: str | Path) -> StageResult:
 
 
 def main(cfg: DictConfig) -> dict:
-    result = ingest(cfg.data.source, cfg.data.root)
-    report = manifest.save_stage(result, cfg.paths.ingest, Path(cfg.paths.reports) / "ingest", [], "label")
-    print(manifest.summary(report))
+    s = settings.parse(cfg)
+    result = ingest(s.data.source, s.data.root)
+    report = stage_io.save_stage(result, s.paths.ingest, Path(s.paths.reports) / "ingest", [], "label")
+    print(stage_io.summary(report))
     return report
 
 

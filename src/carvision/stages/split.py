@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from carvision import manifest
+from carvision import manifest, settings, stage_io
 from carvision.atomic import write_text
 from carvision.config import load_params
 from carvision.manifest import StageResult
@@ -102,26 +102,24 @@ def split_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(cfg: DictConfig) -> dict:
-    df = manifest.read(Path(cfg.paths.crop) / "manifest.parquet", stage="crop")
-    s = cfg.split
-    fractions = {name: float(s[name]) for name in SPLITS}
-    merge = OmegaConf.to_container(s.class_merge) or {}
+    s = settings.parse(cfg)
+    df = manifest.read(Path(s.paths.crop) / "manifest.parquet", stage="crop")
     result, labels = split(
         df,
-        fractions=fractions,
-        min_images_per_class=s.min_images_per_class,
-        class_merge=merge,
-        near_bits=s.group_near_duplicate_bits,
-        seed=cfg.seed,
+        fractions={name: getattr(s.split, name) for name in SPLITS},
+        min_images_per_class=s.split.min_images_per_class,
+        class_merge=s.split.class_merge,
+        near_bits=s.split.group_near_duplicate_bits,
+        seed=s.seed,
     )
-    out = Path(cfg.paths.split)
-    reports_dir = Path(cfg.paths.reports) / "split"
-    report = manifest.save_stage(result, out, reports_dir, list(df.columns), "class_name")
+    out = Path(s.paths.split)
+    reports_dir = Path(s.paths.reports) / "split"
+    report = stage_io.save_stage(result, out, reports_dir, list(df.columns), "class_name")
     write_text(out / "labels.json", json.dumps(labels, indent=1) + "\n")
     table = split_table(result.kept)
     write_text(reports_dir / "split_counts.csv", table.to_csv(index=False))
     by_split = result.kept["split"].value_counts().reindex(list(SPLITS), fill_value=0)
-    print(f"{manifest.summary(report)}; {len(labels)} classes, images per split {by_split.to_dict()}")
+    print(f"{stage_io.summary(report)}; {len(labels)} classes, images per split {by_split.to_dict()}")
     return report
 
 

@@ -1,0 +1,320 @@
+"""Typed settings: each config section unpacked into a dataclass at the edge, checked, with a doc per field.
+
+A stage calls `parse(cfg)` first. An unknown or misspelled key, a missing required key, or a value of the wrong
+type fails there, at start, naming the key (`clean.min_sid: unknown key; did you mean clean.min_side?`).
+The dataclasses are the schema and the documentation: `python -m carvision.settings` prints every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that the code cannot use; the message names the key."""
+
+
+def doc(default: Any, text: str) -> Any:
+    """A dataclass field with its default and a one-line doc (mutable defaults are copied per instance)."""
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+def required(text: str) -> Any:
+    return field(metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    source: Literal["sample", "scrape", "folder"] = doc("sample", "how data.root is laid out")
+    root: str = doc("data/raw/sample", "the raw scrape (or folder-per-class tree) that ingest lists")
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    name: str = doc("mobilenetv3_small_050", "timm model name")
+    pretrained: bool = doc(False, "start from ImageNet weights: the hub, or weights_file when set")
+    weights_file: str | None = doc(None, "local .safetensors/.pth/.bin of the backbone (offline machines)")
+    img_size: int = doc(64, "px, side of the square (letterboxed) model input")
+
+
+@dataclass(frozen=True)
+class ImbalanceSettings:
+    strategy: Literal["none", "weighted_loss", "weighted_sampler", "focal"] = doc("none", "class-imbalance strategy")
+    focal_gamma: float = doc(2.0, "focal loss focusing exponent; 0 gives back cross-entropy")
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    accelerator: str = doc("cpu", "Lightning accelerator: cpu, gpu, auto")
+    devices: int | str | list[int] = doc(1, "devices per node: a count, -1 for all, or a list of ids")
+    strategy: str = doc("auto", "Lightning strategy: auto, ddp, ...")
+    precision: str = doc("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    num_nodes: int = doc(1, "machines taking part in DDP")
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    seed: int = doc(0, "seed of the generated scrape and filter set")
+    listings: int = doc(260, "listings (ads) in the generated scrape")
+    filter_photos: int = doc(500, "photos per label (car, no_car) in the generated filter set")
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    ingest: str = doc("data/ingest", "manifest of the raw scrape")
+    clean: str = doc("data/clean", "manifest of verified photos")
+    filter: str = doc("data/filter", "manifest of the photos the car filter kept")
+    crop: str = doc("data/crop", "car crops the models train on")
+    split: str = doc("data/split", "the scrape's split manifest (make_model, viewpoint)")
+    filterset: str = doc("data/filterset", "the hand-labelled car / no_car set, prepared and split (car_filter)")
+    models: str = doc("models", "one folder per task: <models>/<task>/model.ckpt")
+    reports: str = doc("reports", "DVC metrics and plots, one folder per stage")
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    min_side: int = doc(32, "px; smaller photos are thumbnails with no make/model detail")
+    max_pixels: int = doc(40_000_000, "refuse larger images before decoding them (decompression bombs)")
+    near_duplicate_bits: int = doc(4, "max Hamming distance between 64-bit pHashes of near duplicates")
+    jpeg_quality: int = doc(95, "re-encoding quality of the upright RGB copies")
+    workers: int = doc(0, "decode processes; 0 = one per CPU core")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    model: str = doc("none", "car-filter model: none, a checkpoint path, or models:/car-filter@champion")
+    threshold: float = doc(0.7, "photos whose car probability is below this are dropped (not_a_car_photo)")
+    batch_size: int = doc(128, "images per inference batch")
+
+
+@dataclass(frozen=True)
+class FilterSetSettings:
+    root: str = doc("data/raw/sample-filter", "the hand-labelled tree: <root>/car/*, <root>/no_car/*")
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    max_side: int = doc(128, "px; crops are shrunk so that their longer side is at most this")
+    margin: float = doc(0.05, "fraction of the box width/height added on each side")
+    min_box_side: int = doc(12, "px; smaller boxes are annotation errors or far-away cars")
+    without_box: Literal["keep", "drop"] = doc("keep", "photos without a car box: pass the whole photo, or drop")
+    jpeg_quality: int = doc(95, "JPEG quality of the crops")
+    workers: int = doc(0, "crop processes; 0 = one per CPU core")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    train: float = doc(0.70, "fraction of each class's images, assigned by whole groups")
+    val: float = doc(0.15, "fraction of each class's images for validation")
+    test: float = doc(0.15, "fraction of each class's images for the test (and the registry gate)")
+    min_images_per_class: int = doc(20, "classes with fewer images are dropped: too few to learn or to score")
+    group_near_duplicate_bits: int = doc(10, "photos this close (pHash bits) join one group, even across listings")
+    class_merge: dict[str, str] = doc({}, "scraped label -> class, e.g. {'Toyota Corolla Cross': 'Toyota Corolla'}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = doc(12, "passes over the train split")
+    batch_size: int = doc(64, "images per step")
+    lr: float = doc(0.003, "AdamW learning rate, cosine-decayed to 0 over the epochs")
+    weight_decay: float = doc(0.0001, "AdamW weight decay")
+    label_smoothing: float = doc(0.0, "cross-entropy label smoothing (against scraped-label noise)")
+    num_workers: int = doc(0, "DataLoader workers; 0 = load in the training process")
+    patience: int = doc(0, "early-stopping patience in epochs on the task's monitor metric; 0 = off")
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    tracking_uri: str = doc("sqlite:///mlflow.db", "tracking store and registry; MLflow 3 refuses the file store")
+    experiment: str = doc("carvision", "MLflow experiment of every task's runs")
+    artifact_location: str = doc("mlartifacts", "where a new experiment keeps its artifacts")
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    champion_alias: str = doc("champion", "registry alias of the best version of each task")
+    batch_size: int = doc(128, "images per inference batch")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task: what it trains on, its labels, its gate and its registry name. See conf/tasks/."""
+
+    name: str = required("the task's name, also its folder under paths.models")
+    dataset: Literal["scrape", "filterset"] = required("scrape: paths.split (crops); filterset: paths.filterset")
+    label_column: str = required("manifest column holding the label; rows where it is empty are not used")
+    registry_name: str = required("MLflow registered model name")
+    gate: dict[str, float] = required("metric -> minimum on the test split; all must hold to register")
+    classes: list[str] | None = doc(None, "fixed label order; null = every label of the data, sorted")
+    positive_class: str | None = doc(None, "binary tasks: the class whose precision/recall the gate reads")
+    monitor: str = doc("top1", "validation metric that picks the best epoch")
+    description: str = doc("", "one line for the registry")
+    # A task may pin its own training, so that sweeping the shared sections (backbone=..., imbalance=...) for
+    # make_model experiments neither retrains it nor changes the data it filters.
+    backbone: BackboneSettings | None = doc(None, "the task's own backbone; null = the backbone section")
+    imbalance: ImbalanceSettings | None = doc(None, "the task's own imbalance strategy; null = the imbalance section")
+    train: TrainSettings | None = doc(None, "the task's own training settings; null = the train section")
+
+
+@dataclass(frozen=True)
+class Settings:
+    seed: int = doc(0, "one seed for splitting, sampling and weight init")
+    task: str = doc("make_model", "the task that `python train.py` trains; DVC trains every entry of `tasks`")
+    tasks: dict[str, TaskSettings] = doc({}, "every task the pipeline trains, by name")
+    data: DataSettings = doc(DataSettings(), "the raw data")
+    backbone: BackboneSettings = doc(BackboneSettings(), "the timm model")
+    imbalance: ImbalanceSettings = doc(ImbalanceSettings(), "class-imbalance strategy")
+    trainer: TrainerSettings = doc(TrainerSettings(), "Lightning Trainer arguments")
+    sample: SampleSettings = doc(SampleSettings(), "the generated sample")
+    paths: PathSettings = doc(PathSettings(), "stage outputs")
+    clean: CleanSettings = doc(CleanSettings(), "the clean stage")
+    filter: FilterSettings = doc(FilterSettings(), "the filter stage (car / no-car)")
+    filterset: FilterSetSettings = doc(FilterSetSettings(), "the car filter's labelled training set")
+    crop: CropSettings = doc(CropSettings(), "the crop stage")
+    split: SplitSettings = doc(SplitSettings(), "the split stage")
+    train: TrainSettings = doc(TrainSettings(), "training")
+    mlflow: MlflowSettings = doc(MlflowSettings(), "tracking and registry")
+    evaluate: EvaluateSettings = doc(EvaluateSettings(), "evaluation and the registry gate")
+
+    @property
+    def current_task(self) -> TaskSettings:
+        """The task named by `task`."""
+        return task_named(self, self.task)
+
+    def training_of(self, task: TaskSettings) -> tuple[BackboneSettings, ImbalanceSettings, TrainSettings]:
+        """The backbone, imbalance and train sections that `task` trains with: its own, or the shared ones."""
+        return task.backbone or self.backbone, task.imbalance or self.imbalance, task.train or self.train
+
+
+def task_named(s: Settings, name: str) -> TaskSettings:
+    if name not in s.tasks:
+        raise ConfigError(f"task: unknown task '{name}'; the config declares {sorted(s.tasks)}")
+    return s.tasks[name]
+
+
+def parse(cfg: DictConfig | dict) -> Settings:
+    """The whole config, checked and typed. Raises ConfigError naming the first bad key."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    s = _build(Settings, data, "")
+    for name, t in s.tasks.items():
+        _check_task(name, t)
+    task_named(s, s.task)
+    return s
+
+
+def _check_task(key: str, t: TaskSettings) -> None:
+    from carvision.metrics import metric_names  # the metrics a gate may name are defined there, once
+
+    if t.name != key:
+        raise ConfigError(f"tasks.{key}.name: is '{t.name}', must equal its key '{key}'")
+    n_classes = len(t.classes) if t.classes else None
+    known = metric_names(n_classes, binary=t.positive_class is not None)
+    for metric in [*t.gate, t.monitor]:
+        if metric not in known:
+            raise ConfigError(f"tasks.{key}: metric '{metric}' is not one of {sorted(known)}")
+    if t.positive_class is not None and (not t.classes or t.positive_class not in t.classes):
+        raise ConfigError(f"tasks.{key}.positive_class: '{t.positive_class}' must be one of classes {t.classes}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The checker: walks a plain dict against a dataclass's type hints.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a section (mapping), got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {sorted(fields)}"
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _check(data[name], hints[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}: missing required key ({f.metadata.get('doc', '')})")
+    return cls(**values)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _check(value, arg, key)
+            except ConfigError as e:
+                errors.append(e)
+        sections = [e for a, e in zip(args, errors, strict=True) if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and sections:  # a section with a bad key inside: say which key
+            raise sections[0]
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _check(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.")
+    ok = {
+        type(None): value is None,
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"settings: no check for type {tp} of {key}")
+    if not ok:
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def describe(cls: type = Settings, prefix: str = "") -> list[str]:
+    """One line per field: `key: type = default  # doc`, nested sections expanded."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"{prefix}{f.name}:  # {f.metadata.get('doc', '')}")
+            lines += describe(tp, prefix + "  ")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        lines.append(f"{prefix}{f.name}: {_type_name(tp)} = {default!r}  # {f.metadata.get('doc', '')}")
+    if cls is Settings:
+        lines.append("task fields (each entry of tasks):")
+        lines += describe(TaskSettings, "  ")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(describe()))
+    sys.exit(0)
