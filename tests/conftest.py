@@ -33,6 +33,9 @@ TINY_TRAIN = [
     "clean.workers=1",
     "crop.workers=1",
     "crop.max_side=64",
+    "tasks.car_filter.backbone.img_size=32",
+    "tasks.car_filter.train.epochs=2",
+    "tasks.car_filter.train.batch_size=32",
 ]
 
 
@@ -41,12 +44,16 @@ def overrides_for(root: Path, data_root: Path | None = None) -> list[str]:
     outputs = dict(
         ingest="data/ingest",
         clean="data/clean",
+        filter="data/filter",
         crop="data/crop",
         split="data/split",
+        filterset="data/filterset",
         models="models",
         reports="reports",
     )
     out = [*TINY_TRAIN, *(f"paths.{k}={root / v}" for k, v in outputs.items())]
+    # The data stages' tests run without a car filter; tests of the filter train or build one themselves.
+    out += ["filter.model=none"]
     out += [f"mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}", f"mlflow.artifact_location={root / 'mlartifacts'}"]
     return out + ([f"data.root={data_root}"] if data_root is not None else [])
 
@@ -80,11 +87,12 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> DictConfig:
-    """The config of a session folder in which ingest, clean, crop and split have run on the sample."""
-    from carvision.stages import clean, crop, ingest, split
+    """The config of a session folder in which ingest, clean, filter (with no model), crop and split have run on
+    the sample."""
+    from carvision.stages import clean, crop, filter, ingest, split
 
     cfg = make_cfg(tmp_path_factory.mktemp("pipeline"), data_root=sample_dir)
-    for stage in (ingest, clean, crop, split):
+    for stage in (ingest, clean, filter, crop, split):
         stage.main(cfg)
     return cfg
 
@@ -93,6 +101,42 @@ def reuse_prepared(prepared_cfg: DictConfig, root: Path, overrides: list[str] | 
     """A config reusing the session's prepared data, with its own models, reports and MLflow store under
     `root`, so that tests which train or register do not see each other."""
     cfg = make_cfg(root, overrides, data_root=Path(prepared_cfg.data.root))
-    for k in ("ingest", "clean", "crop", "split"):
+    for k in ("ingest", "clean", "filter", "crop", "split"):
         cfg.paths[k] = prepared_cfg.paths[k]
+    return cfg
+
+
+# Every task's gate wide open, so that the tests' tiny models register.
+OPEN_GATES = [
+    "tasks.car_filter.gate.precision=0",
+    "tasks.car_filter.gate.recall=0",
+    "tasks.make_model.gate.top1=0",
+    "tasks.make_model.gate.top5=0",
+    "tasks.viewpoint.gate.top1=0",
+    "tasks.viewpoint.gate.balanced_accuracy=0",
+]
+TASKS = ("car_filter", "make_model", "viewpoint")
+
+
+@pytest.fixture(scope="session")
+def filter_set_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated hand-labelled filter set (car/, no_car/); treat it as read-only."""
+    from carvision.sample import generate_filter_set
+
+    out = tmp_path_factory.mktemp("filterset") / "sample-filter"
+    generate_filter_set(out, seed=0, n_car=60, n_no_car=60, image_size=(128, 96))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_tasks(tmp_path_factory: pytest.TempPathFactory, prepared: DictConfig, filter_set_dir: Path) -> DictConfig:
+    """A config whose models/<task>/ holds a trained tiny checkpoint of every task, each evaluated and registered
+    in its own MLflow store (gates open). Treat it as read-only: copy the config to change it."""
+    from carvision.stages import evaluate, filterset, train
+
+    cfg = reuse_prepared(prepared, tmp_path_factory.mktemp("tasks"), [f"filterset.root={filter_set_dir}", *OPEN_GATES])
+    filterset.main(cfg)
+    for task in TASKS:
+        train.main(cfg, task)
+        evaluate.main(cfg, task)
     return cfg

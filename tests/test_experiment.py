@@ -24,9 +24,11 @@ def shared_data(prepared) -> list[str]:
     return [f"paths.{k}={prepared.paths[k]}" for k in ("ingest", "clean", "crop", "split")]
 
 
-def test_sweep_over_two_small_backbones_gives_two_mlflow_runs(prepared, tmp_path: Path):
+def test_sweep_of_the_viewpoint_task_over_two_small_backbones_gives_two_mlflow_runs(prepared, tmp_path: Path):
+    # Any task sweeps: `task=viewpoint` selects it, like `python train.py -m task=viewpoint backbone=tiny,...`.
     args = [
         "-m",
+        "task=viewpoint",
         "backbone.name=mobilenetv3_small_050,test_efficientnet",
         "train.epochs=1",
         *overrides_for(tmp_path),
@@ -37,11 +39,12 @@ def test_sweep_over_two_small_backbones_gives_two_mlflow_runs(prepared, tmp_path
     client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("carvision").experiment_id])
     assert sorted(r.data.params["backbone.name"] for r in runs) == ["mobilenetv3_small_050", "test_efficientnet"]
-    assert all(r.info.status == "FINISHED" and "test_top1" in r.data.metrics for r in runs)
+    assert all(r.data.tags["task"] == "viewpoint" and r.data.params["task"] == "viewpoint" for r in runs)
+    assert all(r.info.status == "FINISHED" and "test_balanced_accuracy" in r.data.metrics for r in runs)
     # Each job keeps its own checkpoint and evaluation reports.
     for job in ("0", "1"):
-        assert (tmp_path / "multirun" / job / "model.ckpt").is_file()
-        assert (tmp_path / "multirun" / job / "reports" / "evaluate" / "metrics.json").is_file()
+        assert (tmp_path / "multirun" / job / "viewpoint" / "model.ckpt").is_file()
+        assert (tmp_path / "multirun" / job / "reports" / "evaluate" / "viewpoint" / "metrics.json").is_file()
 
 
 def test_ddp_with_two_cpu_processes_inside_a_sweep(prepared, tmp_path: Path):

@@ -44,6 +44,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> DictConfig:
     return cfg
 
 
+def task_argument(argv: list[str] | None = None) -> str | None:
+    """`--task NAME` of a stage command line (train@<task>, evaluate@<task>); None means the config's `task`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", help="one of the config's tasks (make_model, viewpoint, car_filter)")
+    return parser.parse_args(argv).task
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. imbalance=focal")

@@ -1,4 +1,5 @@
-"""One Hydra job of `python train.py [-m]`: train, then evaluate and register, in the job's output folder."""
+"""One Hydra job of `python train.py [-m]`: train the config's `task`, then evaluate and register it, in the job's
+output folder."""
 
 from __future__ import annotations
 
@@ -21,17 +22,17 @@ def run_job(cfg: DictConfig) -> float | None:
     out = Path(hc.runtime.output_dir)
     is_ddp = str(cfg.trainer.strategy).startswith("ddp")
     if hc.mode == RunMode.MULTIRUN and is_ddp and "LOCAL_RANK" not in os.environ:
-        return _run_in_subprocess(list(hc.overrides.task), out)
+        return _run_in_subprocess(list(hc.overrides.task), out, str(cfg.task))
     # Each job keeps its checkpoint and reports in its own output folder; the data stages' outputs are shared.
     cfg.paths.models = str(out)
     cfg.paths.reports = str(out / "reports")
     if train.main(cfg) is None:
         return None
     scores, _ = evaluate.main(cfg)
-    return scores.top1
+    return scores["top1"]
 
 
-def _run_in_subprocess(overrides: list[str], out: Path) -> float:
+def _run_in_subprocess(overrides: list[str], out: Path, task: str) -> float:
     """Runs one sweep job as a single (non-multirun) `train.py` process.
 
     Lightning's DDP launcher starts the other ranks by re-running the command line; under `-m` that re-enters
@@ -39,5 +40,5 @@ def _run_in_subprocess(overrides: list[str], out: Path) -> float:
     """
     cmd = [sys.executable, sys.argv[0], *overrides, f"hydra.run.dir={out}"]
     subprocess.run(cmd, check=True)
-    metrics = json.loads((out / "reports" / "evaluate" / "metrics.json").read_text())
+    metrics = json.loads((out / "reports" / "evaluate" / task / "metrics.json").read_text())
     return float(metrics["top1"])

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
 
 
@@ -72,28 +73,50 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def log_training_artifacts(run_id: str, cfg: DictConfig, model, checkpoint: Path, labels_file: Path) -> str:
-    """Logs the resolved config, params, class map and model into run `run_id`; returns the model's URI."""
+def log_training_artifacts(
+    run_id: str,
+    cfg: DictConfig,
+    model,
+    checkpoint: Path,
+    labels_file: Path,
+    img_size: int,
+    dataset: tuple[pd.DataFrame, Path, str] | None = None,
+) -> str:
+    """Logs the resolved config, params, class map, checkpoint, model and training data into run `run_id`.
+
+    Args:
+        dataset: (task rows of the split manifest, its file, the label column), logged as the run's dataset
+            input so that the UI shows what the model was trained on.
+    Returns the logged model's URI.
+    """
     import mlflow
     import mlflow.pytorch
     import numpy as np
     import timm
     import torch
 
+    from carvision.registry import CHECKPOINT_ARTIFACT
+
     connect(cfg.mlflow.tracking_uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_params(flat_params(cfg))
         mlflow.log_artifact(str(labels_file))
-        img = int(cfg.backbone.img_size)
+        # The checkpoint is what `Predictor.load("models:/...")` downloads: it carries task, labels, preprocessing.
+        mlflow.log_artifact(str(checkpoint), CHECKPOINT_ARTIFACT)
+        if dataset is not None:
+            rows, path, label_column = dataset
+            columns = [c for c in ("image_id", "listing_id", "group_id", "split", label_column) if c in rows]
+            table = rows[columns].astype(str).reset_index(drop=True)
+            ds = mlflow.data.from_pandas(table, source=str(path), name=path.parent.name, targets=label_column)
+            mlflow.log_input(ds, context="training")
         info = mlflow.pytorch.log_model(
             model.eval(),
             name="model",
             # pt2 (torch.export) stores a traced graph, not pickled code; tracing needs an example batch, and
             # export fixes any dimension of size 1, so the example has 2 images to keep the batch size free.
             serialization_format="pt2",
-            input_example=np.zeros((2, 3, img, img), dtype=np.float32),
-            extra_files=[str(checkpoint), str(labels_file)],
+            input_example=np.zeros((2, 3, img_size, img_size), dtype=np.float32),
             # Explicit requirements: inferring them imports and probes the whole environment (slow).
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"],
         )

@@ -1,11 +1,12 @@
-"""Train: fit a classifier on the split manifest and record the run in MLflow.
+"""Train: fit one task's classifier on its split manifest and record the run in MLflow.
 
-python -m carvision.stages.train       # reads params.yaml (DVC stage `train`), writes models/model.ckpt
-python train.py -m backbone=tiny imbalance=none,focal   # Hydra sweeps compose conf/ instead
+python -m carvision.stages.train --task make_model   # DVC stage train@<task>: reads params.yaml, writes models/<task>/
+python train.py -m task=viewpoint backbone=tiny,mobilenetv3   # Hydra sweeps compose conf/ instead
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -14,19 +15,18 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from timm.data import resolve_model_data_config
 
-from carvision import manifest
-from carvision.atomic import atomic_path, write_json
-from carvision.config import load_params
+from carvision import manifest, settings, tasks
+from carvision.atomic import atomic_path, write_json, write_text
+from carvision.config import load_params, task_argument
+from carvision.preprocess import Preprocess
+from carvision.settings import Settings, TaskSettings, TrainSettings
 from carvision.tracking import log_training_artifacts
 from carvision.training.backbones import load_pretrained_
-from carvision.training.data import CarDataModule, class_counts
-from carvision.training.module import CarClassifier, load_classifier
-
-CHECKPOINT = "model.ckpt"
-RUN_FILE = "run.json"  # MLflow run id and model URI of the checkpoint beside it, for `evaluate`
+from carvision.training.data import TaskDataModule, class_counts
+from carvision.training.module import Classifier, load_classifier
 
 
 @dataclass
@@ -34,23 +34,27 @@ class TrainResult:
     checkpoint: Path
     run_id: str
     model_uri: str
-    best_val_top1: float
+    best_val: float
 
 
-def build_classifier(cfg: DictConfig, class_names: list[str], class_counts: list[int]) -> CarClassifier:
-    """The LightningModule from the backbone, imbalance and train sections, unpacked into plain values."""
-    b, t = cfg.backbone, cfg.train
-    module = CarClassifier(
+def build_classifier(s: Settings, task: TaskSettings, class_names: list[str], counts: list[int]) -> Classifier:
+    """The LightningModule from the task and the backbone, imbalance and train settings it trains with."""
+    b, imbalance, t = s.training_of(task)
+    module = Classifier(
         backbone=b.name,
         class_names=class_names,
-        class_counts=class_counts,
-        imbalance=cfg.imbalance.strategy,
-        focal_gamma=float(cfg.imbalance.focal_gamma),
-        label_smoothing=float(t.label_smoothing),
-        lr=float(t.lr),
-        weight_decay=float(t.weight_decay),
-        epochs=int(t.epochs),
-        img_size=int(b.img_size),
+        task=task.name,
+        positive_class=task.positive_class,
+        threshold=s.filter.threshold,  # binary tasks are measured at the threshold the filter stage applies
+        class_counts=counts,
+        imbalance=imbalance.strategy,
+        focal_gamma=imbalance.focal_gamma,
+        label_smoothing=t.label_smoothing,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        epochs=t.epochs,
+        img_size=b.img_size,
+        monitor=task.monitor,
     )
     if b.pretrained:
         load_pretrained_(module.model, b.name, b.weights_file)
@@ -60,21 +64,23 @@ def build_classifier(cfg: DictConfig, class_names: list[str], class_counts: list
     return module
 
 
-def build_trainer(cfg: DictConfig, logger: MLFlowLogger, staging: Path) -> tuple[L.Trainer, ModelCheckpoint]:
-    tr = cfg.trainer
+def build_trainer(
+    s: Settings, t: TrainSettings, monitor: str, logger: MLFlowLogger, staging: Path
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    tr = s.trainer
     best = ModelCheckpoint(
-        dirpath=staging, filename="best", monitor="val_top1", mode="max", save_top_k=1, enable_version_counter=False
+        dirpath=staging, filename="best", monitor=monitor, mode="max", save_top_k=1, enable_version_counter=False
     )
     callbacks = [best]
-    if cfg.train.patience > 0:
-        callbacks.append(EarlyStopping(monitor="val_top1", mode="max", patience=cfg.train.patience))
+    if t.patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=s.train.patience))
     trainer = L.Trainer(
         accelerator=tr.accelerator,
         devices=tr.devices,
         strategy=tr.strategy,
         precision=tr.precision,
         num_nodes=tr.num_nodes,
-        max_epochs=cfg.train.epochs,
+        max_epochs=t.epochs,
         logger=logger,
         callbacks=callbacks,
         deterministic=False,
@@ -84,60 +90,81 @@ def build_trainer(cfg: DictConfig, logger: MLFlowLogger, staging: Path) -> tuple
     return trainer, best
 
 
-def main(cfg: DictConfig) -> TrainResult | None:
-    """Trains, then (on rank 0) writes paths.models/model.ckpt and run.json. Returns None on other ranks."""
-    L.seed_everything(cfg.seed, workers=True)
-    out = Path(cfg.paths.models)
-    split_dir = Path(cfg.paths.split)
-    df = manifest.read(split_dir / "manifest.parquet", stage="split")
-    labels_file = split_dir / "labels.json"
-    class_names = json.loads(labels_file.read_text())
-    train_counts = class_counts(df, len(class_names))
-    module = build_classifier(cfg, class_names, train_counts)
-    data = CarDataModule(
-        df,
-        len(class_names),
-        cfg.backbone.img_size,
-        module.hparams.mean,  # the backbone's own normalisation, resolved in build_classifier
-        module.hparams.std,
-        batch_size=cfg.train.batch_size,
-        num_workers=cfg.train.num_workers,
-        balanced_sampling=cfg.imbalance.strategy == "weighted_sampler",
-        seed=cfg.seed,
-    )
+def task_rows(s: Settings, task: TaskSettings):
+    """(the task's rows with a `target` column, the label map, the manifest file) of its split manifest."""
+    manifest_file = tasks.manifest_path(s.paths, task)
+    df = manifest.read(manifest_file, stage="split")
+    rows = tasks.select_rows(df, task)
+    class_names = tasks.label_map(rows, task)
+    rows = rows.assign(target=tasks.targets(rows, task, class_names))
+    missing = [split for split in ("train", "val") if not (rows["split"] == split).any()]
+    present = rows[task.label_column].nunique()
+    if missing or present < 2:
+        raise ValueError(
+            f"task {task.name}: {len(rows)} of {len(df)} rows of {manifest_file} have a '{task.label_column}' label, "
+            f"in {present} classes, with no {missing} rows: a task needs 2 classes and train and val rows"
+        )
+    return rows, class_names, manifest_file
 
+
+def main(cfg: DictConfig, task_name: str | None = None) -> TrainResult | None:
+    """Trains, then (on rank 0) writes <models>/<task>/model.ckpt, labels.json and run.json. None on other ranks."""
+    s = settings.parse(cfg)
+    task = settings.task_named(s, task_name or s.task)
+    backbone, imbalance, t = s.training_of(task)
+    # The run's logged config says what it trained: the task (also under DVC's --task) and its own sections.
+    cfg = cfg.copy()
+    cfg.task = task.name
+    for key, section in (("backbone", backbone), ("imbalance", imbalance), ("train", t)):
+        cfg[key] = OmegaConf.create(dataclasses.asdict(section))
+    L.seed_everything(s.seed, workers=True)
+    out = tasks.model_dir(s.paths.models, task)
+    rows, class_names, manifest_file = task_rows(s, task)
+    train_counts = class_counts(rows.loc[rows["split"] == "train", "target"], len(class_names))
+    module = build_classifier(s, task, class_names, train_counts)
+    data = TaskDataModule(
+        rows,
+        len(class_names),
+        Preprocess(backbone.img_size, module.hparams.mean, module.hparams.std),
+        batch_size=t.batch_size,
+        num_workers=t.num_workers,
+        balanced_sampling=imbalance.strategy == "weighted_sampler",
+        seed=s.seed,
+    )
     logger = MLFlowLogger(
-        experiment_name=cfg.mlflow.experiment,
-        tracking_uri=cfg.mlflow.tracking_uri,
-        run_name=f"{cfg.backbone.name}-{cfg.imbalance.strategy}",
+        experiment_name=s.mlflow.experiment,
+        tracking_uri=s.mlflow.tracking_uri,
+        run_name=f"{task.name}-{backbone.name}-{imbalance.strategy}",
+        tags={"task": task.name},
         # Absolute, so that the artifacts do not depend on the folder a later process starts in.
-        artifact_location=Path(cfg.mlflow.artifact_location).resolve().as_uri(),
+        artifact_location=Path(s.mlflow.artifact_location).resolve().as_uri(),
     )
     staging = out / ".staging"
-    trainer, best = build_trainer(cfg, logger, staging)
+    trainer, best = build_trainer(s, t, f"val_{task.monitor}", logger, staging)
     logger.log_hyperparams(
-        {
-            "world_size": trainer.world_size,
-            "num_classes": len(class_names),
-            "train_images": sum(train_counts),
-        }
+        {"world_size": trainer.world_size, "num_classes": len(class_names), "train_images": sum(train_counts)}
     )
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
         return None
 
-    with atomic_path(out / CHECKPOINT) as tmp:
+    checkpoint = out / tasks.CHECKPOINT
+    with atomic_path(checkpoint) as tmp:
         shutil.copyfile(best.best_model_path, tmp)
     shutil.rmtree(staging, ignore_errors=True)
-    checkpoint = out / CHECKPOINT
+    labels_file = out / tasks.LABELS_FILE
+    write_text(labels_file, json.dumps(class_names, indent=1) + "\n")
     # Log the best epoch's weights, not the last epoch's that `module` holds now.
     best_model = load_classifier(checkpoint).model
-    model_uri = log_training_artifacts(logger.run_id, cfg, best_model, checkpoint, labels_file)
-    best_top1 = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    write_json(out / RUN_FILE, {"run_id": logger.run_id, "model_uri": model_uri, "best_val_top1": best_top1})
-    print(f"train: best val top-1 {best_top1:.3f}; checkpoint {checkpoint}; MLflow run {logger.run_id}")
-    return TrainResult(checkpoint, logger.run_id, model_uri, best_top1)
+    dataset = (rows, manifest_file, task.label_column)
+    model_uri = log_training_artifacts(
+        logger.run_id, cfg, best_model, checkpoint, labels_file, s.backbone.img_size, dataset
+    )
+    best_val = float(best.best_model_score) if best.best_model_score is not None else float("nan")
+    write_json(out / tasks.RUN_FILE, {"run_id": logger.run_id, "model_uri": model_uri, "best_val": best_val})
+    print(f"train {task.name}: best val {task.monitor} {best_val:.3f}; checkpoint {checkpoint}; run {logger.run_id}")
+    return TrainResult(checkpoint, logger.run_id, model_uri, best_val)
 
 
 if __name__ == "__main__":
-    main(load_params())
+    main(load_params(), task_argument())

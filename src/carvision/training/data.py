@@ -1,79 +1,76 @@
-"""Data: the split manifest as datasets, albumentations transforms, and a DataModule."""
+"""Data: a task's rows of a split manifest as datasets, the training augmentation, and a DataModule."""
 
 from __future__ import annotations
 
 import albumentations as A
-import cv2
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from carvision.preprocess import Preprocess, letterbox, load_rgb, normalise
+from carvision.tasks import IMAGE_COLUMN
 
-def build_transforms(
-    img_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool, seed: int | None = None
-) -> A.Compose:
-    """Letterbox to img_size x img_size (car crops are wide; stretching would distort the body shape).
 
-    Training adds flips and mild geometric and photometric jitter; colour hue is kept because a photo's
-    white balance varies, not the car's paint. `seed` makes the augmentations repeatable: albumentations
-    keeps its own random state and ignores torch's and numpy's seeds.
+class TrainTransform:
+    """The evaluation preprocessing (letterbox, normalise) with augmentation in between.
+
+    Flips and mild geometric and photometric jitter; hue is kept because a photo's white balance varies, not the
+    car's paint. `seed` makes the augmentations repeatable: albumentations keeps its own random state and
+    ignores torch's and numpy's seeds.
     """
-    resize = [
-        A.LongestMaxSize(max_size=img_size),
-        A.PadIfNeeded(img_size, img_size, border_mode=cv2.BORDER_CONSTANT, fill=0),
-    ]
-    augment = [
-        A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-5, 5), p=0.5),
-        A.RandomBrightnessContrast(0.15, 0.15, p=0.5),
-    ]
-    steps = [*resize, *(augment if train else []), A.Normalize(mean=mean, std=std), ToTensorV2()]
-    return A.Compose(steps, seed=seed)
+
+    def __init__(self, preprocess: Preprocess, seed: int | None = None) -> None:
+        self.preprocess = preprocess
+        self.augment = A.Compose(
+            [
+                A.HorizontalFlip(p=0.5),
+                A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-5, 5), p=0.5),
+                A.RandomBrightnessContrast(0.15, 0.15, p=0.5),
+            ],
+            seed=seed,
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        p = self.preprocess
+        return normalise(self.augment(image=letterbox(image, p.size))["image"], p.mean, p.std)
 
 
-def class_counts(manifest_df: pd.DataFrame, num_classes: int, split: str = "train") -> list[int]:
-    """Images per class_idx in one split of the split manifest (0 for classes absent from it)."""
-    counts = manifest_df.loc[manifest_df["split"] == split, "class_idx"].value_counts()
-    return [int(counts.get(i, 0)) for i in range(num_classes)]
+def class_counts(targets: list[int] | np.ndarray, num_classes: int) -> list[int]:
+    """Images per class index (0 for classes absent)."""
+    return np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).tolist()
 
 
 class ManifestDataset(Dataset):
-    """Images and class indices; returns (image tensor (3, H, W), class index)."""
+    """Image files and class indices; returns (image tensor (3, H, W), class index)."""
 
-    def __init__(self, paths: list[str], targets: list[int], transform: A.Compose) -> None:
+    def __init__(self, paths: list[str], targets: list[int], transform) -> None:
         self.paths, self.targets, self.transform = list(paths), list(targets), transform
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[i]) as im:
-            image = np.asarray(im.convert("RGB"))
-        return self.transform(image=image)["image"], self.targets[i]
+        return self.transform(load_rgb(self.paths[i])), self.targets[i]
 
 
-class CarDataModule(L.LightningDataModule):
-    """Train/val/test loaders over the `crop_path` and `class_idx` columns of the split manifest."""
+class TaskDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a task's rows: `rows` holds `split`, the image column and `target`."""
 
     def __init__(
         self,
-        manifest_df: pd.DataFrame,
+        rows: pd.DataFrame,
         num_classes: int,
-        img_size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
+        preprocess: Preprocess,
         batch_size: int = 64,
         num_workers: int = 0,
         balanced_sampling: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.df, self.num_classes = manifest_df, num_classes
-        self.img_size, self.mean, self.std = img_size, mean, std
+        self.df, self.num_classes, self.preprocess = rows, num_classes, preprocess
         self.batch_size, self.num_workers = batch_size, num_workers
         self.balanced_sampling, self.seed = balanced_sampling, seed
 
@@ -81,12 +78,12 @@ class CarDataModule(L.LightningDataModule):
         return self.df[self.df["split"] == split]
 
     def train_class_counts(self) -> list[int]:
-        return class_counts(self.df, self.num_classes)
+        return class_counts(self.rows("train")["target"].to_numpy(), self.num_classes)
 
     def dataset(self, split: str) -> ManifestDataset:
         rows = self.rows(split)
-        transform = build_transforms(self.img_size, self.mean, self.std, train=split == "train", seed=self.seed)
-        return ManifestDataset(rows["crop_path"].tolist(), rows["class_idx"].astype(int).tolist(), transform)
+        transform = TrainTransform(self.preprocess, self.seed) if split == "train" else self.preprocess
+        return ManifestDataset(rows[IMAGE_COLUMN].tolist(), rows["target"].astype(int).tolist(), transform)
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         dataset = self.dataset(split)
@@ -105,7 +102,7 @@ class CarDataModule(L.LightningDataModule):
         if not self.balanced_sampling:
             return self._loader("train", shuffle=True)
         counts = np.array(self.train_class_counts(), dtype=float)
-        targets = self.rows("train")["class_idx"].to_numpy()
+        targets = self.rows("train")["target"].to_numpy()
         weights = 1.0 / counts[targets]  # each class drawn equally often in expectation
         generator = torch.Generator().manual_seed(self.seed)
         sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(targets), generator=generator)

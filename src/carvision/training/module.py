@@ -1,48 +1,43 @@
-"""The LightningModule: a timm classifier that carries its label map and preprocessing in its checkpoint."""
+"""The LightningModule: one generic classifier for every task, whose checkpoint carries the task, the label map
+and the preprocessing, and loads without Hydra."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import lightning as L
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from carvision.metrics import TaskMetrics
 from carvision.training.backbones import create_backbone
 from carvision.training.losses import build_loss
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """top1/top5 are micro (ordinary) accuracy, the registry gate's numbers; torchmetrics defaults to macro."""
-    return MetricCollection(
-        {
-            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-            "balanced_acc": MulticlassAccuracy(num_classes, average="macro"),
-            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
+class Classifier(L.LightningModule):
+    """A timm classifier for one task.
 
-
-class CarClassifier(L.LightningModule):
-    """Make/model classifier over a timm backbone.
-
-    Takes plain values only, so `CarClassifier.load_from_checkpoint(path)` rebuilds it without Hydra. It never
-    downloads weights itself: the train stage loads pretrained weights into `self.model` before fitting.
+    Takes plain values only, so `Classifier.load_from_checkpoint(path)` (or `load_classifier`) rebuilds it
+    without Hydra. It never downloads weights itself: the train stage loads pretrained weights into
+    `self.model` before fitting.
 
     Args:
         backbone: timm model name.
-        class_names: the label map; index i is class_idx i of the split manifest.
+        class_names: the label map; index i is target i.
+        task: the task's name (make_model, viewpoint, car_filter, ...).
+        positive_class: binary tasks: the class whose precision/recall at `threshold` is measured.
         class_counts: train images per class, for the weighted loss.
         img_size, mean, std: the preprocessing the model was trained with (px, RGB in [0, 1]).
+        monitor: the validation metric that picks the best epoch (logged as val_<monitor>).
     """
 
     def __init__(
         self,
         backbone: str,
         class_names: list[str],
+        task: str = "make_model",
+        positive_class: str | None = None,
+        threshold: float = 0.5,
         class_counts: list[int] | None = None,
         imbalance: str = "none",
         focal_gamma: float = 2.0,
@@ -53,22 +48,30 @@ class CarClassifier(L.LightningModule):
         img_size: int = 224,
         mean: tuple[float, ...] = (0.485, 0.456, 0.406),
         std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        monitor: str = "top1",
     ) -> None:
         super().__init__()
         # logger=False: a 512-class label map is longer than an MLflow param may be; it is logged as a file.
         self.save_hyperparameters(logger=False)
         n = len(class_names)
-        self.model = create_backbone(backbone, n)
+        # channels_last: convolutions run about 1.9x faster on CPU (mobilenetv3_small_050, 64 px) and use
+        # tensor cores on GPU; the weights and their state dict are the same.
+        self.model = create_backbone(backbone, n).to(memory_format=torch.channels_last)
         self.criterion = build_loss(imbalance, class_counts or [1] * n, focal_gamma, label_smoothing)
-        self.val_metrics = classification_metrics(n, "val_")
+        self.val_metrics = TaskMetrics(n, self.positive_index, threshold)
 
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams.class_names)
 
+    @property
+    def positive_index(self) -> int | None:
+        p = self.hparams.positive_class
+        return None if p is None else self.class_names.index(p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 3, img_size, img_size) normalised images -> (batch, num_classes) logits."""
-        return self.model(x)
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -80,10 +83,12 @@ class CarClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.log("val_loss", self.criterion(logits, y), prog_bar=True, sync_dist=True)
-        self.val_metrics.update(logits, y)
+        self.val_metrics.update(logits.float().softmax(1), y)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        # compute() already sums the state over DDP ranks: every rank logs the same numbers.
+        values = self.val_metrics.compute()
+        self.log_dict({f"val_{k}": v for k, v in values.items()}, prog_bar=True)
         self.val_metrics.reset()
 
     def configure_optimizers(self):
@@ -92,12 +97,26 @@ class CarClassifier(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> CarClassifier:
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
     """Rebuilds a trained classifier from its checkpoint alone: no Hydra, no config files, no downloads.
 
     The file is read with `weights_only=True`, so a checkpoint cannot run code when it is loaded.
     """
     ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
-    model = CarClassifier(**ckpt["hyper_parameters"])
+    model = Classifier(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """The identity of a model: a hash of its weights (names, dtypes, shapes and bytes, in name order).
+
+    Unlike the checkpoint file's hash it does not change with the folder the model was trained in, or with
+    Lightning's bookkeeping, so the same weights trained in two clones are one model.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

@@ -1,0 +1,128 @@
+"""The inference library: every consumer of a trained model goes through it (evaluation, the filter stage,
+`carvision predict`, and later the service and export).
+
+    predictor = Predictor.load("models/make_model/model.ckpt")            # a checkpoint file
+    predictor = Predictor.load("models:/car-classifier@champion")         # or the registry
+    probs = predictor.probs_paths(["photo.jpg"])                          # (n, num_classes)
+    predictor.top_k(probs, 5)                                             # [[{"label", "prob"}, ...], ...]
+
+It uses CUDA when present, runs in batches, and preprocesses with `carvision.preprocess`, the definition that
+training's evaluation transform uses too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from carvision.preprocess import Preprocess, load_rgb
+from carvision.training.module import Classifier, load_classifier
+
+
+class _Files(Dataset):
+    def __init__(self, paths: Sequence[str | Path], preprocess: Preprocess) -> None:
+        self.paths, self.preprocess = list(paths), preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.preprocess(load_rgb(self.paths[i]))
+
+
+class Predictor:
+    """A trained classifier ready to answer: its task, label map, preprocessing and device.
+
+    Args:
+        source: where the model came from (a path, or a models:/ URI), for reports and answers.
+        version: the registry version, when it came from the registry.
+    """
+
+    def __init__(
+        self,
+        model: Classifier,
+        source: str = "",
+        version: str | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        hp = model.hparams
+        self.preprocess = Preprocess(hp.img_size, tuple(hp.mean), tuple(hp.std))
+        self.task: str = hp.task
+        self.class_names: list[str] = model.class_names
+        self.positive_class: str | None = hp.positive_class
+        self.source, self.version, self.batch_size = source, version, batch_size
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        *,
+        tracking_uri: str = "sqlite:///mlflow.db",
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+    ) -> Predictor:
+        """From a checkpoint file, or from the registry: `models:/<name>@<alias>` or `models:/<name>/<version>`."""
+        source = str(source)
+        if not source.startswith("models:/"):
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"no model checkpoint at {source}")
+            return cls(load_classifier(source), source, None, device, batch_size)
+        from carvision.registry import download_checkpoint, resolve_version
+        from carvision.tracking import connect
+
+        client = connect(tracking_uri)
+        mv = resolve_version(client, source)
+        with tempfile.TemporaryDirectory(prefix="carvision-model-") as tmp:
+            model = load_classifier(download_checkpoint(client, mv, Path(tmp)))
+        return cls(model, source, str(mv.version), device, batch_size)
+
+    @property
+    def positive_index(self) -> int | None:
+        return None if self.positive_class is None else self.class_names.index(self.positive_class)
+
+    def describe(self) -> dict:
+        """What answered: task, source, registry version, classes."""
+        return {"task": self.task, "source": self.source, "version": self.version, "classes": len(self.class_names)}
+
+    @torch.inference_mode()
+    def _run(self, batches) -> torch.Tensor:
+        out = [self.model(x.to(self.device, non_blocking=True)).float().cpu() for x in batches]
+        return torch.cat(out) if out else torch.empty(0, len(self.class_names))
+
+    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(n, num_classes) logits of decoded images (any size and mode)."""
+        xs = [self.preprocess(im) for im in images]
+        return self._run(torch.stack(xs[i : i + self.batch_size]) for i in range(0, len(xs), self.batch_size))
+
+    def logits_paths(self, paths: Sequence[str | Path], num_workers: int = 0) -> torch.Tensor:
+        """(n, num_classes) logits of image files, decoded (upright, RGB) and batched by a DataLoader."""
+        loader = DataLoader(
+            _Files(paths, self.preprocess),
+            batch_size=self.batch_size,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        return self._run(loader)
+
+    def probs(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.logits(images).softmax(1)
+
+    def probs_paths(self, paths: Sequence[str | Path], num_workers: int = 0) -> torch.Tensor:
+        return self.logits_paths(paths, num_workers).softmax(1)
+
+    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
+        """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""
+        k = min(k, len(self.class_names))
+        values, indices = probs.topk(k, dim=1)
+        return [
+            [{"label": self.class_names[i], "prob": round(float(p), 6)} for p, i in zip(ps, ix, strict=True)]
+            for ps, ix in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
