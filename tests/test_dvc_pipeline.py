@@ -17,15 +17,23 @@ from conftest import REPO
 # A pipeline that runs in about a minute on 2 cores: small sample, 32 px model, 1 epoch, gate wide open.
 SMALL = {
     "config.yaml": {
-        "sample": {"listings": 60},
+        "sample": {"listings": 60, "filter_photos": 80},
         "train": {"epochs": 1, "batch_size": 32},
         "split": {"min_images_per_class": 8},
         "clean": {"workers": 1},
         "crop": {"workers": 1},
-        "evaluate": {"min_top1": 0.0, "min_top5": 0.0},
     },
     "backbone/tiny.yaml": {"img_size": 32},
+    "tasks/make_model.yaml": {"gate": {"top1": 0.0, "top5": 0.0}},
+    "tasks/viewpoint.yaml": {"gate": {"top1": 0.0, "balanced_accuracy": 0.0}},
+    "tasks/car_filter.yaml": {
+        "gate": {"precision": 0.0, "recall": 0.0},
+        "backbone": {"img_size": 32},
+        "train": {"epochs": 1, "batch_size": 32},
+    },
 }
+STAGES = ("sample", "ingest", "clean", "filterset", "filter", "crop", "split")
+REGISTRY = {"car_filter": "car-filter", "make_model": "car-classifier", "viewpoint": "car-viewpoint"}
 
 
 def sh(args: list[str], cwd: Path) -> str:
@@ -66,15 +74,18 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-def test_dvc_repro_runs_every_stage_and_registers(repo: Path):
+def test_dvc_repro_trains_evaluates_and_registers_every_task(repo: Path):
     out = sh(["dvc", "repro"], repo)
-    for stage in ("sample", "ingest", "clean", "crop", "split", "train", "evaluate"):
+    for stage in (*STAGES, *(f"{s}@{t}" for s in ("train", "evaluate") for t in REGISTRY)):
         assert f"Running stage '{stage}'" in out
+    # The filter is trained before it is applied to the scrape.
+    assert out.index("Running stage 'train@car_filter'") < out.index("Running stage 'filter'")
     assert (repo / "dvc.lock").is_file()
     metrics = sh(["dvc", "metrics", "show", "--json"], repo)
-    assert "rows_in" in metrics and "top1" in metrics
+    assert "rows_in" in metrics and "balanced_accuracy" in metrics and "precision" in metrics
     client = connect(f"sqlite:///{repo / 'mlflow.db'}")
-    assert str(client.get_model_version_by_alias("car-classifier", "champion").version) == "1"
+    for name in REGISTRY.values():
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     # A second repro has nothing to do.
     assert "Running stage" not in sh(["dvc", "repro"], repo)
 
@@ -84,10 +95,14 @@ def test_exp_run_recomposes_params_and_reruns_only_what_depends_on_them(repo: Pa
     sh(["git", "commit", "-qm", "baseline"], repo)
     out = sh(["dvc", "exp", "run", "-S", "imbalance=focal"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["imbalance"]["strategy"] == "focal"
-    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
-    for stage in ("sample", "ingest", "clean", "crop", "split"):
+    for stage in ("train@make_model", "evaluate@make_model", "train@viewpoint", "evaluate@viewpoint"):
+        assert f"Running stage '{stage}'" in out
+    # The car filter pins its own training, so the experiment neither retrains it nor re-filters the data.
+    for stage in (*STAGES, "train@car_filter", "evaluate@car_filter"):
         assert f"Running stage '{stage}'" not in out
-    runs = connect(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
-        [connect(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("carvision").experiment_id]
-    )
-    assert sorted(r.data.params["imbalance.strategy"] for r in runs) == ["focal", "none"]
+    client = connect(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("carvision").experiment_id])
+    by_task = {
+        t: sorted(r.data.params["imbalance.strategy"] for r in runs if r.data.tags["task"] == t) for t in REGISTRY
+    }
+    assert by_task == {"car_filter": ["weighted_loss"], "make_model": ["focal", "none"], "viewpoint": ["focal", "none"]}

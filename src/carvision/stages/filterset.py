@@ -1,0 +1,79 @@
+"""Filterset: prepare the car filter's hand-labelled photos for training: list, clean, size and split them.
+
+python -m carvision.stages.filterset   # reads params.yaml (DVC stage `filterset`), writes data/filterset
+
+The photos are a folder tree `<filterset.root>/car/*` and `<filterset.root>/no_car/*`. They go through the same
+functions as the scrape (ingest, clean, crop, split) with the same settings, except that nothing filters them
+and there are no car boxes: the filter judges whole photos, so it learns on whole photos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from carvision import settings, stage_io
+from carvision.atomic import atomic_dir
+from carvision.config import load_params
+from carvision.manifest import StageResult
+from carvision.settings import Settings
+from carvision.stages.clean import clean
+from carvision.stages.crop import crop
+from carvision.stages.ingest import ingest
+from carvision.stages.split import SPLITS, split
+
+
+def prepare(s: Settings, staging: Path) -> StageResult:
+    """All four steps in `staging`; the result's drops carry the step (drop_stage) that made them."""
+    listed = ingest("folder", s.filterset.root)
+    c = s.clean
+    cleaned = clean(
+        listed.kept,
+        staging / "clean",
+        min_side=c.min_side,
+        max_pixels=c.max_pixels,
+        near_duplicate_bits=c.near_duplicate_bits,
+        jpeg_quality=c.jpeg_quality,
+        workers=c.workers,
+    )
+    k = s.crop
+    cropped = crop(
+        cleaned.kept.assign(car_prob=np.nan),
+        staging,
+        margin=k.margin,
+        min_box_side=k.min_box_side,
+        max_side=k.max_side,
+        without_box="keep",
+        jpeg_quality=k.jpeg_quality,
+        workers=k.workers,
+    )
+    result, _ = split(
+        cropped.kept,
+        fractions={name: getattr(s.split, name) for name in SPLITS},
+        min_images_per_class=s.split.min_images_per_class,
+        class_merge={},
+        near_bits=s.split.group_near_duplicate_bits,
+        seed=s.seed,
+    )
+    dropped = pd.concat([r.dropped for r in (listed, cleaned, cropped, result)], ignore_index=True)
+    return StageResult("filterset", listed.rows_in, result.kept, dropped, schema_stage="split")
+
+
+def main(cfg: DictConfig) -> dict:
+    s = settings.parse(cfg)
+    out = Path(s.paths.filterset)
+    with atomic_dir(out) as staging:
+        result = prepare(s, staging)
+        for column in ("clean_path", "crop_path"):
+            stage_io.rebase(result, column, staging, out)
+        report = stage_io.save_stage(result, staging, Path(s.paths.reports) / "filterset", [], "class_name")
+    by_split = result.kept.groupby(["split", "class_name"]).size().to_dict()
+    print(f"{stage_io.summary(report)}; images per split and class {by_split}")
+    return report
+
+
+if __name__ == "__main__":
+    main(load_params())
