@@ -47,4 +47,4 @@ def test_demo_configuration_passes_every_gate(tmp_path):
         scores, reg = evaluate.main(cfg, task)
         assert reg is not None and reg.champion, (task, scores)
         name = cfg.tasks[task].registry_name
-        assert client.get_model_version_by_alias(name, "champion").version == reg.version
+        assert str(client.get_model_version_by_alias(name, "champion").version) == reg.version

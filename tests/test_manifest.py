@@ -1,13 +1,13 @@
-"""Tests for the manifest contract (carvision.manifest): schema, validation, StageResult and save_stage."""
+"""The manifest contract (carvision.manifest): schema, validation, StageResult, reading and writing.
+
+Running a stage (save_stage, rebase, summary) is tested in test_stage_io.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 
 from carvision import manifest
 from carvision.manifest import SCHEMA, STAGES, ManifestError, StageResult, columns_after, validate
@@ -44,7 +44,8 @@ def frame(stage: str, n: int = 3) -> pd.DataFrame:
 def test_columns_after_follows_the_stage_order():
     assert columns_after("ingest") == INGEST_COLUMNS
     assert columns_after("clean") == INGEST_COLUMNS + CLEAN_COLUMNS
-    assert columns_after("crop") == INGEST_COLUMNS + CLEAN_COLUMNS + ["crop_path", "crop_source"]
+    assert columns_after("filter") == INGEST_COLUMNS + CLEAN_COLUMNS + ["car_prob"]
+    assert columns_after("crop") == INGEST_COLUMNS + CLEAN_COLUMNS + ["car_prob", "crop_path", "crop_source"]
     assert columns_after("split") == [c.name for c in SCHEMA]
     for earlier, later in zip(STAGES, STAGES[1:], strict=False):
         assert set(columns_after(earlier)) < set(columns_after(later))
@@ -115,7 +116,7 @@ def test_validate_extra_columns_are_allowed():
 # --- StageResult ----------------------------------------------------------------------------------------------
 
 
-def _result(n_in: int = 5, n_dropped: int = 2) -> StageResult:
+def stage_result(n_in: int = 5, n_dropped: int = 2) -> StageResult:
     df = frame("ingest", n_in)
     reasons = pd.Series([None] * (n_in - n_dropped) + ["missing_file"] * n_dropped, index=df.index, dtype=object)
     dropped = manifest.drop_rows(df, "ingest", reasons)
@@ -134,7 +135,7 @@ def test_drop_rows_marks_only_rows_with_a_reason():
 
 
 def test_check_passes_when_counts_reconcile():
-    r = _result()
+    r = stage_result()
     r.check(list(r.kept.columns))
     assert r.report() == {
         "stage": "ingest",
@@ -147,86 +148,45 @@ def test_check_passes_when_counts_reconcile():
 
 @pytest.mark.parametrize("rows_in", [4, 6, 0])
 def test_check_counts_that_do_not_reconcile_raise(rows_in):
-    r = _result()
+    r = stage_result()
     r.rows_in = rows_in
     with pytest.raises(ManifestError, match="rows in"):
         r.check([])
 
 
 def test_check_removed_input_column_raises():
-    r = _result()
+    r = stage_result()
     input_columns = [*r.kept.columns, "note"]  # the stage read a `note` column and lost it
     with pytest.raises(ManifestError, match="note"):
         r.check(input_columns)
 
 
 def test_check_renamed_input_column_raises():
-    r = _result()
+    r = stage_result()
     columns = list(r.kept.columns)
     r.kept = r.kept.rename(columns={"viewpoint": "view"})
     with pytest.raises(ManifestError, match="viewpoint"):
         r.check(columns)
 
 
+def test_check_validates_against_the_schema_stage_when_the_stage_is_not_in_the_pipeline():
+    # The filterset stage runs every step itself, and its rows must hold what a split manifest holds.
+    df = frame("crop")
+    r = StageResult("filterset", len(df), df, manifest.empty_dropped(df), schema_stage="split")
+    with pytest.raises(ManifestError, match="class_name"):
+        r.check([])
+    full = frame("split")
+    StageResult("filterset", len(full), full, manifest.empty_dropped(full), schema_stage="split").check([])
+
+
 def test_check_validates_the_schema_of_kept_rows():
-    r = _result()
+    r = stage_result()
     r.kept.loc[r.kept.index[1], "image_id"] = r.kept["image_id"].iloc[0]
     with pytest.raises(ManifestError, match="unique"):
         r.check([])
 
 
-def test_summary_names_every_reason():
-    text = manifest.summary(_result().report())
-    assert "kept 3 of 5" in text and "missing_file 2" in text
-    assert manifest.summary(_result(3, 0).report()).endswith("dropped: none")
-
-
-# --- save_stage / read ----------------------------------------------------------------------------------------
-
-
-def test_save_stage_writes_data_and_reports_that_reconcile(tmp_path: Path):
-    r = _result(5, 2)
-    data_dir, report_dir = tmp_path / "data", tmp_path / "reports" / "ingest"
-    report = manifest.save_stage(r, data_dir, report_dir, [], "label")
-
-    kept = manifest.read(data_dir / "manifest.parquet", stage="ingest")
-    dropped = pd.read_parquet(data_dir / "dropped.parquet")
-    assert kept["image_id"].tolist() == r.kept["image_id"].tolist()
-    assert kept["bbox"].map(list).tolist() == r.kept["bbox"].tolist()
-    assert set(manifest.DROP_COLUMNS) <= set(dropped.columns)
-    assert dropped["drop_reason"].tolist() == ["missing_file", "missing_file"]
-
-    on_disk = json.loads((report_dir / "report.json").read_text())
-    assert on_disk == report
-    assert on_disk["rows_in"] == len(kept) + len(dropped) == 5
-    drops = pd.read_csv(report_dir / "drops.csv")
-    assert dict(zip(drops["reason"], drops["count"], strict=True)) == {"missing_file": 2}
-    classes = pd.read_csv(report_dir / "class_counts.csv")
-    assert classes["count"].sum() == on_disk["rows_kept"] == 3
-    assert set(classes["class"]) == set(r.kept["label"])
-    for png in ("drops.png", "class_counts.png"):
-        with Image.open(report_dir / png) as im:
-            assert im.format == "PNG"
-    assert not list(data_dir.glob(".*")) and not list(report_dir.glob(".*")), "temporary files left behind"
-
-
-def test_save_stage_without_drops_writes_an_empty_dropped_table(tmp_path: Path):
-    r = _result(3, 0)
-    report = manifest.save_stage(r, tmp_path / "d", tmp_path / "r", [], "label")
-    dropped = pd.read_parquet(tmp_path / "d" / "dropped.parquet")
-    assert len(dropped) == 0
-    assert set(manifest.DROP_COLUMNS) <= set(dropped.columns)
-    assert report["rows_dropped"] == 0 and report["dropped_by_reason"] == {}
-    assert pd.read_csv(tmp_path / "r" / "drops.csv").empty
-
-
-def test_save_stage_refuses_a_broken_result_and_writes_nothing(tmp_path: Path):
-    r = _result(5, 2)
-    r.rows_in = 7
-    with pytest.raises(ManifestError):
-        manifest.save_stage(r, tmp_path / "d", tmp_path / "r", [], "label")
-    assert not (tmp_path / "d" / "manifest.parquet").exists()
-    assert not (tmp_path / "r" / "report.json").exists()
+# --- read / write --------------------------------------------------------------------------------------------
 
 
 def test_read_missing_manifest_gives_a_clear_error(tmp_path: Path):
@@ -243,11 +203,13 @@ def test_read_with_stage_validates(tmp_path: Path):
         manifest.read(path, stage="clean")
 
 
-def test_rebase_points_paths_at_the_final_folder(tmp_path: Path):
-    r = _result(4, 1)
-    staging, final = tmp_path / ".clean.abc.tmp", tmp_path / "clean"
-    for f in (r.kept, r.dropped):
-        f["path"] = [str(staging / "images" / f"{i}.jpg") for i in range(len(f))]
-    manifest.rebase(r, "path", staging, final)
-    for f in (r.kept, r.dropped):
-        assert all(p.startswith(str(final / "images")) for p in f["path"])
+def test_write_then_read_round_trips_every_column(tmp_path: Path):
+    df = frame("split", 4)
+    df.loc[1, "bbox"] = None  # a photo without a car box
+    path = tmp_path / "deep" / "manifest.parquet"
+    manifest.write(df, path)
+    back = manifest.read(path, stage="split")
+    assert back["image_id"].tolist() == df["image_id"].tolist()
+    assert [None if b is None else list(b) for b in back["bbox"]] == df["bbox"].tolist()
+    assert back["class_idx"].tolist() == df["class_idx"].tolist()
+    assert [p.name for p in path.parent.iterdir()] == ["manifest.parquet"], "temporary files left behind"

@@ -88,7 +88,8 @@ def summarise(confusion: torch.Tensor, topk_hits: torch.Tensor, positive: torch.
         out["top5"] = float(topk_hits) / n if n else nan
     if positive is not None:
         tp, fp, fn = (float(v) for v in positive)
-        out["precision"] = tp / (tp + fp) if tp + fp else 0.0  # nothing predicted positive: no precision to claim
+        # Nothing predicted positive: no precision to claim (0), unless there was nothing to predict (NaN).
+        out["precision"] = tp / (tp + fp) if tp + fp else (0.0 if n else nan)
         out["recall"] = tp / (tp + fn) if tp + fn else nan
     return out
 

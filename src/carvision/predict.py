@@ -126,19 +126,22 @@ def predict_files(paths: list[Path], models: dict[str, Predictor], args: argpars
 
 
 def human(a: dict) -> str:
+    """One line per file, whatever its name holds (newlines, bytes that are not UTF-8)."""
+    path = a["path"].encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
     if "error" in a:
-        return f"{a['path']}: error: {a['error']}"
+        return f"{path}: error: {a['error']}"
     tops = ", ".join(f"{t['label']} {t['prob']:.2f}" for t in a["make_model"])
     car = "car" if a["is_car"] else "NOT a car photo"
     v = a["viewpoint"]
-    return f"{a['path']}: {car} ({a['car_prob']:.2f}) | {tops} | viewpoint {v['label']} {v['prob']:.2f}"
+    return f"{path}: {car} ({a['car_prob']:.2f}) | {tops} | viewpoint {v['label']} {v['prob']:.2f}"
 
 
 def run(args: argparse.Namespace, registry: dict[str, str]) -> int:
     models = load_models(args, registry)
     answers = predict_files(list(args.images), models, args)
     for a in answers:
-        print(json.dumps(a, ensure_ascii=False) if args.json else human(a))
+        # ASCII JSON: a file name that is not valid UTF-8 (surrogate escapes) still makes a valid line.
+        print(json.dumps(a) if args.json else human(a))
     failed = sum("error" in a for a in answers)
     if failed:
         print(f"carvision predict: {failed} of {len(answers)} files failed", file=sys.stderr)

@@ -78,7 +78,13 @@ def resolve_version(client: MlflowClient, uri: str) -> ModelVersion:
 
 
 def download_checkpoint(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
-    """The checkpoint of a registered version, downloaded from its run's artifacts into `dst`."""
+    """The checkpoint of a registered version, downloaded from its run's artifacts into `dst`.
+
+    LookupError when the run has none (a version registered before checkpoints were logged): that will not change.
+    A failing download raises MlflowException: that may pass, so it is not turned into a LookupError.
+    """
+    if not client.list_artifacts(mv.run_id, CHECKPOINT_ARTIFACT):
+        raise LookupError(f"{mv.name} version {mv.version}: run {mv.run_id} logged no {CHECKPOINT_ARTIFACT}/ to load")
     local = client.download_artifacts(mv.run_id, CHECKPOINT_ARTIFACT, str(dst))
     files = sorted(Path(local).glob("*.ckpt"))
     if not files:
@@ -133,7 +139,19 @@ def register(
     """
     for mv in client.search_model_versions(f"name='{name}'"):
         if mv.tags.get("weights_sha256") == weights_sha256:
-            return Registration(mv.version, False, False, [f"version {mv.version} already holds these weights"])
+            return Registration(str(mv.version), False, False, [f"version {mv.version} already holds these weights"])
+    # Judge the champion first: if re-scoring it fails, no version has been created, so a retry starts afresh.
+    current = champion_version(client, name, alias)
+    champ_scores, rescored, problem = None, False, "no way to re-score it was given"
+    if current is not None:
+        if current.tags.get("test_data_sha256") == test_sha256:
+            champ_scores = stored_scores(current)
+        elif rescore is not None:
+            try:
+                champ_scores, rescored = rescore(current), True
+            except LookupError as e:  # a champion with no checkpoint can never be re-scored; other errors may pass
+                problem = str(e)[:300]
+
     all_tags = {
         **tags,
         "weights_sha256": weights_sha256,
@@ -150,17 +168,11 @@ def register(
     tags_fit = {k: _fit_tag(str(v)) for k, v in all_tags.items()}
     mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags_fit, model_id=model_id)
 
-    current = champion_version(client, name, alias)
-    champ_scores, rescored = None, False
-    if current is not None:
-        if current.tags.get("test_data_sha256") == test_sha256:
-            champ_scores = stored_scores(current)
-        elif rescore is not None:
-            champ_scores, rescored = rescore(current), True
     if current is None:
         beats, why = True, "no champion yet"
     elif champ_scores is None:
-        beats, why = False, f"version {current.version} was scored on another test split and cannot be re-scored"
+        beats = False
+        why = f"version {current.version} was scored on another test split and cannot be re-scored ({problem})"
     else:
         beats = _rank(scores, rank_by) > _rank(champ_scores, rank_by)
         on = "re-scored on this test split" if rescored else "same test split"
@@ -172,7 +184,7 @@ def register(
     else:
         note = f"'{alias}' stays on version {current.version}: {why}"
     client.set_model_version_tag(name, mv.version, "champion_decision", _fit_tag(note))
-    return Registration(mv.version, True, beats, [note])
+    return Registration(str(mv.version), True, beats, [note])
 
 
 def _fmt(scores: dict[str, float], rank_by: list[str]) -> str:

@@ -219,9 +219,9 @@ def _check_task(key: str, t: TaskSettings) -> None:
         raise ConfigError(f"tasks.{key}.name: is '{t.name}', must equal its key '{key}'")
     n_classes = len(t.classes) if t.classes else None
     known = metric_names(n_classes, binary=t.positive_class is not None)
-    for metric in [*t.gate, t.monitor]:
+    for where, metric in [*((f"gate.{m}", m) for m in t.gate), ("monitor", t.monitor)]:
         if metric not in known:
-            raise ConfigError(f"tasks.{key}: metric '{metric}' is not one of {sorted(known)}")
+            raise ConfigError(f"tasks.{key}.{where}: metric '{metric}' is not one of {sorted(known)}")
     if t.positive_class is not None and (not t.classes or t.positive_class not in t.classes):
         raise ConfigError(f"tasks.{key}.positive_class: '{t.positive_class}' must be one of classes {t.classes}")
 

@@ -20,7 +20,7 @@ from carvision.config import load_params, task_argument
 from carvision.inference import Predictor
 from carvision.metrics import score
 from carvision.registry import Gate, Registration, register
-from carvision.settings import TaskSettings
+from carvision.settings import Settings, TaskSettings
 from carvision.tracking import config_json, connect, file_sha256, git_commit
 from carvision.training.module import weights_sha256
 
@@ -81,6 +81,49 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], title: str, pa
     save_png(fig, path)
 
 
+def write_reports(scores: dict, confusion: np.ndarray, names: list[str], task: TaskSettings, out: Path) -> None:
+    """metrics.json (DVC metrics), per_class_accuracy.csv and confusion_matrix.png (DVC plots) in `out`."""
+    from carvision.reports import write_table
+
+    write_json(out / "metrics.json", scores)
+    write_table(per_class_table(confusion, names), out / "per_class_accuracy.csv")
+    title = f"{task.name}: test confusion matrix (top-1 {scores['top1']:.3f}, n={scores['n_images']})"
+    plot_confusion(confusion, names, title, out / "confusion_matrix.png")
+
+
+def gate_and_register(
+    s: Settings, cfg: DictConfig, task: TaskSettings, predictor: Predictor, test: pd.DataFrame, scores: dict, run: dict
+) -> Registration | None:
+    """Registers the model when it passes the task's gate; the champion is judged on this same test split."""
+    failures = Gate(task.gate).failures(scores)
+    if failures:
+        print(f"evaluate {task.name}: not registered, the gate failed: {'; '.join(failures)}")
+        return None
+
+    def rescore(champion) -> dict[str, float]:
+        old = Predictor.load(f"models:/{task.registry_name}/{champion.version}", tracking_uri=s.mlflow.tracking_uri)
+        return score_rows(old, test, task, s.filter.threshold)[0]
+
+    manifest_file = tasks.manifest_path(s.paths, task)
+    tags = {"task": task.name, "git_commit": git_commit(), "data_sha256": file_sha256(manifest_file)}
+    reg = register(
+        connect(s.mlflow.tracking_uri),
+        name=task.registry_name,
+        model_uri=run["model_uri"],
+        run_id=run["run_id"],
+        weights_sha256=weights_sha256(predictor.model),
+        scores={k: v for k, v in scores.items() if k != "n_images"},
+        rank_by=list(task.gate),
+        test_sha256=test_digest(test, task),
+        tags=tags | {"config": config_json(cfg)},
+        alias=s.evaluate.champion_alias,
+        description=task.description,
+        rescore=rescore,
+    )
+    print(f"evaluate {task.name}: registered {task.registry_name} version {reg.version} ({'; '.join(reg.notes)})")
+    return reg
+
+
 def main(cfg: DictConfig, task_name: str | None = None) -> tuple[dict[str, float], Registration | None]:
     s = settings.parse(cfg)
     task = settings.task_named(s, task_name or s.task)
@@ -91,54 +134,16 @@ def main(cfg: DictConfig, task_name: str | None = None) -> tuple[dict[str, float
     test = tasks.select_rows(manifest.read(manifest_file, stage="split"), task).query("split == 'test'")
     if test.empty:
         raise ValueError(f"task {task.name}: {manifest_file} has no labelled test rows: check the split fractions")
-    threshold = s.filter.threshold
-    scores, confusion, names = score_rows(predictor, test, task, threshold)
-
-    from carvision.reports import write_table
-
+    scores, confusion, names = score_rows(predictor, test, task, s.filter.threshold)
     reports_dir = Path(s.paths.reports) / "evaluate" / task.name
-    write_json(reports_dir / "metrics.json", scores)
-    write_table(per_class_table(confusion, names), reports_dir / "per_class_accuracy.csv")
-    title = f"{task.name}: test confusion matrix (top-1 {scores['top1']:.3f}, n={len(test)})"
-    plot_confusion(confusion, names, title, reports_dir / "confusion_matrix.png")
+    write_reports(scores, confusion, names, task, reports_dir)
     print(f"evaluate {task.name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "n_images"))
-
     client = connect(s.mlflow.tracking_uri)
     for k, v in scores.items():
         client.log_metric(run["run_id"], f"test_{k}", float(v))
     for f in ("per_class_accuracy.csv", "confusion_matrix.png"):
         client.log_artifact(run["run_id"], str(reports_dir / f), artifact_path="evaluation")
-
-    failures = Gate(task.gate).failures(scores)
-    if failures:
-        print(f"evaluate {task.name}: not registered, the gate failed: {'; '.join(failures)}")
-        return scores, None
-
-    def rescore(champion) -> dict[str, float]:
-        old = Predictor.load(f"models:/{task.registry_name}/{champion.version}", tracking_uri=s.mlflow.tracking_uri)
-        return score_rows(old, test, task, threshold)[0]
-
-    reg = register(
-        client,
-        name=task.registry_name,
-        model_uri=run["model_uri"],
-        run_id=run["run_id"],
-        weights_sha256=weights_sha256(predictor.model),
-        scores={k: v for k, v in scores.items() if k != "n_images"},
-        rank_by=list(task.gate),
-        test_sha256=test_digest(test, task),
-        tags={
-            "task": task.name,
-            "git_commit": git_commit(),
-            "data_sha256": file_sha256(manifest_file),
-            "config": config_json(cfg),
-        },
-        alias=s.evaluate.champion_alias,
-        description=task.description,
-        rescore=rescore,
-    )
-    print(f"evaluate {task.name}: registered {task.registry_name} version {reg.version} ({'; '.join(reg.notes)})")
-    return scores, reg
+    return scores, gate_and_register(s, cfg, task, predictor, test, scores, run)
 
 
 if __name__ == "__main__":

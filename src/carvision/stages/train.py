@@ -107,58 +107,64 @@ def task_rows(s: Settings, task: TaskSettings):
     return rows, class_names, manifest_file
 
 
+def run_config(cfg: DictConfig, task: TaskSettings, sections: tuple) -> DictConfig:
+    """The config the run logs: it names the task it trained (also under DVC's --task) and the backbone,
+    imbalance and train sections it trained with (the task's own ones, when it pins them)."""
+    cfg = cfg.copy()
+    cfg.task = task.name
+    for key, section in zip(("backbone", "imbalance", "train"), sections, strict=True):
+        cfg[key] = OmegaConf.create(dataclasses.asdict(section))
+    return cfg
+
+
+def mlflow_logger(s: Settings, task: TaskSettings, backbone_name: str, strategy: str) -> MLFlowLogger:
+    return MLFlowLogger(
+        experiment_name=s.mlflow.experiment,
+        tracking_uri=s.mlflow.tracking_uri,
+        run_name=f"{task.name}-{backbone_name}-{strategy}",
+        tags={"task": task.name},
+        # Absolute, so that the artifacts do not depend on the folder a later process starts in.
+        artifact_location=Path(s.mlflow.artifact_location).resolve().as_uri(),
+    )
+
+
+def save(out: Path, best: ModelCheckpoint, class_names: list[str]) -> tuple[Path, Path]:
+    """Copies the best epoch's checkpoint to out/model.ckpt (atomically) and writes the label map beside it."""
+    checkpoint = out / tasks.CHECKPOINT
+    with atomic_path(checkpoint) as tmp:
+        shutil.copyfile(best.best_model_path, tmp)
+    shutil.rmtree(out / ".staging", ignore_errors=True)
+    labels_file = out / tasks.LABELS_FILE
+    write_text(labels_file, json.dumps(class_names, indent=1) + "\n")
+    return checkpoint, labels_file
+
+
 def main(cfg: DictConfig, task_name: str | None = None) -> TrainResult | None:
     """Trains, then (on rank 0) writes <models>/<task>/model.ckpt, labels.json and run.json. None on other ranks."""
     s = settings.parse(cfg)
     task = settings.task_named(s, task_name or s.task)
     backbone, imbalance, t = s.training_of(task)
-    # The run's logged config says what it trained: the task (also under DVC's --task) and its own sections.
-    cfg = cfg.copy()
-    cfg.task = task.name
-    for key, section in (("backbone", backbone), ("imbalance", imbalance), ("train", t)):
-        cfg[key] = OmegaConf.create(dataclasses.asdict(section))
     L.seed_everything(s.seed, workers=True)
     out = tasks.model_dir(s.paths.models, task)
     rows, class_names, manifest_file = task_rows(s, task)
-    train_counts = class_counts(rows.loc[rows["split"] == "train", "target"], len(class_names))
-    module = build_classifier(s, task, class_names, train_counts)
-    data = TaskDataModule(
-        rows,
-        len(class_names),
-        Preprocess(backbone.img_size, module.hparams.mean, module.hparams.std),
-        batch_size=t.batch_size,
-        num_workers=t.num_workers,
-        balanced_sampling=imbalance.strategy == "weighted_sampler",
-        seed=s.seed,
-    )
-    logger = MLFlowLogger(
-        experiment_name=s.mlflow.experiment,
-        tracking_uri=s.mlflow.tracking_uri,
-        run_name=f"{task.name}-{backbone.name}-{imbalance.strategy}",
-        tags={"task": task.name},
-        # Absolute, so that the artifacts do not depend on the folder a later process starts in.
-        artifact_location=Path(s.mlflow.artifact_location).resolve().as_uri(),
-    )
-    staging = out / ".staging"
-    trainer, best = build_trainer(s, t, f"val_{task.monitor}", logger, staging)
-    logger.log_hyperparams(
-        {"world_size": trainer.world_size, "num_classes": len(class_names), "train_images": sum(train_counts)}
-    )
+    counts = class_counts(rows.loc[rows["split"] == "train", "target"], len(class_names))
+    module = build_classifier(s, task, class_names, counts)
+    preprocess = Preprocess(backbone.img_size, module.hparams.mean, module.hparams.std)
+    sampled = imbalance.strategy == "weighted_sampler"
+    data = TaskDataModule(rows, len(class_names), preprocess, t.batch_size, t.num_workers, sampled, s.seed)
+    logger = mlflow_logger(s, task, backbone.name, imbalance.strategy)
+    trainer, best = build_trainer(s, t, f"val_{task.monitor}", logger, out / ".staging")
+    logger.log_hyperparams({"world_size": trainer.world_size, "num_classes": len(counts), "train_images": sum(counts)})
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
         return None
-
-    checkpoint = out / tasks.CHECKPOINT
-    with atomic_path(checkpoint) as tmp:
-        shutil.copyfile(best.best_model_path, tmp)
-    shutil.rmtree(staging, ignore_errors=True)
-    labels_file = out / tasks.LABELS_FILE
-    write_text(labels_file, json.dumps(class_names, indent=1) + "\n")
+    checkpoint, labels_file = save(out, best, class_names)
     # Log the best epoch's weights, not the last epoch's that `module` holds now.
     best_model = load_classifier(checkpoint).model
+    logged = run_config(cfg, task, (backbone, imbalance, t))
     dataset = (rows, manifest_file, task.label_column)
     model_uri = log_training_artifacts(
-        logger.run_id, cfg, best_model, checkpoint, labels_file, s.backbone.img_size, dataset
+        logger.run_id, logged, best_model, checkpoint, labels_file, backbone.img_size, dataset
     )
     best_val = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     write_json(out / tasks.RUN_FILE, {"run_id": logger.run_id, "model_uri": model_uri, "best_val": best_val})
