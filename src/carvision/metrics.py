@@ -17,17 +17,7 @@ import math
 import torch
 from torchmetrics import Metric
 
-TOP_K = 5
-
-
-def metric_names(num_classes: int | None, binary: bool) -> set[str]:
-    """The metrics a task can gate on; num_classes None means not known yet (from the data)."""
-    names = {"top1", "balanced_accuracy", "macro_f1"}
-    if num_classes is None or num_classes > TOP_K:
-        names.add("top5")
-    if binary:
-        names |= {"precision", "recall"}
-    return names
+from carvision.metric_names import TOP_K, metric_names  # noqa: F401  (re-exported: the names belong here too)
 
 
 class TaskMetrics(Metric):

@@ -17,6 +17,8 @@ from typing import Any, Literal, Union
 
 from omegaconf import DictConfig, OmegaConf
 
+from carvision.metric_names import metric_names
+
 
 class ConfigError(ValueError):
     """A config value that the code cannot use; the message names the key."""
@@ -213,8 +215,6 @@ def parse(cfg: DictConfig | dict) -> Settings:
 
 
 def _check_task(key: str, t: TaskSettings) -> None:
-    from carvision.metrics import metric_names  # the metrics a gate may name are defined there, once
-
     if t.name != key:
         raise ConfigError(f"tasks.{key}.name: is '{t.name}', must equal its key '{key}'")
     n_classes = len(t.classes) if t.classes else None
