@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from carvision.metrics import TaskMetrics, metric_names, score
+from carvision.metrics import metric_names, score
+from carvision.training.metric import TaskMetrics
 from carvision.training.module import Classifier
 
 

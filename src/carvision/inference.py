@@ -7,11 +7,12 @@
     predictor.top_k(probs, 5)                                             # [[{"label", "prob"}, ...], ...]
 
 It uses CUDA when present, runs in batches, and preprocesses with `carvision.preprocess`, the definition that
-training's evaluation transform uses too.
+training's evaluation transform uses too. It needs torch and timm only: no Lightning, no Hydra, no config.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,36 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from carvision.preprocess import Preprocess, load_rgb
-from carvision.training.module import Classifier, load_classifier
+from carvision.training.backbones import create_backbone
+
+
+def read_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """(the timm network, the hyperparameters) of a training checkpoint, read with `weights_only=True` so that
+    loading it cannot run code. The hyperparameters hold the task, label map and preprocessing."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    hp = dict(ckpt["hyper_parameters"])
+    net = create_backbone(hp["backbone"], len(hp["class_names"]))
+    # The LightningModule keeps the network under `model.`; its loss (class weights) is not needed to predict.
+    net.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    return net.eval(), hp
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """The identity of a model: a hash of its weights (names, dtypes, shapes and bytes, in name order).
+
+    Unlike the checkpoint file's hash it does not change with the folder the model was trained in, or with
+    Lightning's bookkeeping, so the same weights trained in two clones are one model. The memory layout
+    (channels_last or not) does not change it either.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 class _Files(Dataset):
@@ -39,25 +67,29 @@ class Predictor:
     """A trained classifier ready to answer: its task, label map, preprocessing and device.
 
     Args:
+        model: the network: (batch, 3, size, size) normalised images -> (batch, num_classes) logits.
+        hparams: what the checkpoint says of it: task, class_names, positive_class, img_size, mean, std.
         source: where the model came from (a path, or a models:/ URI), for reports and answers.
         version: the registry version, when it came from the registry.
     """
 
     def __init__(
         self,
-        model: Classifier,
+        model: torch.nn.Module,
+        hparams: dict,
         source: str = "",
         version: str | None = None,
         device: str | torch.device | None = None,
         batch_size: int = 64,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-        hp = model.hparams
-        self.preprocess = Preprocess(hp.img_size, tuple(hp.mean), tuple(hp.std))
-        self.task: str = hp.task
-        self.class_names: list[str] = model.class_names
-        self.positive_class: str | None = hp.positive_class
+        # channels_last, as in training: the same arithmetic, and faster convolutions on CPU and GPU.
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.hparams = hparams
+        self.preprocess = Preprocess(hparams["img_size"], tuple(hparams["mean"]), tuple(hparams["std"]))
+        self.task: str = hparams["task"]
+        self.class_names: list[str] = list(hparams["class_names"])
+        self.positive_class: str | None = hparams.get("positive_class")
         self.source, self.version, self.batch_size = source, version, batch_size
 
     @classmethod
@@ -74,15 +106,15 @@ class Predictor:
         if not source.startswith("models:/"):
             if not Path(source).is_file():
                 raise FileNotFoundError(f"no model checkpoint at {source}")
-            return cls(load_classifier(source), source, None, device, batch_size)
+            return cls(*read_checkpoint(source), source, None, device, batch_size)
         from carvision.registry import download_checkpoint, resolve_version
         from carvision.tracking import connect
 
         client = connect(tracking_uri)
         mv = resolve_version(client, source)
         with tempfile.TemporaryDirectory(prefix="carvision-model-") as tmp:
-            model = load_classifier(download_checkpoint(client, mv, Path(tmp)))
-        return cls(model, source, str(mv.version), device, batch_size)
+            model, hparams = read_checkpoint(download_checkpoint(client, mv, Path(tmp)))
+        return cls(model, hparams, source, str(mv.version), device, batch_size)
 
     @property
     def positive_index(self) -> int | None:
@@ -93,8 +125,13 @@ class Predictor:
         return {"task": self.task, "source": self.source, "version": self.version, "classes": len(self.class_names)}
 
     @torch.inference_mode()
-    def _run(self, batches) -> torch.Tensor:
-        out = [self.model(x.to(self.device, non_blocking=True)).float().cpu() for x in batches]
+    def _run(self, batches, progress: str | None = None, total: int | None = None) -> torch.Tensor:
+        if progress:  # long runs (a whole scrape through the filter) show how far they are
+            batches = tqdm(batches, desc=progress, total=total, unit="batch", mininterval=1.0)
+        out = [
+            self.model(x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)).float().cpu()
+            for x in batches
+        ]
         return torch.cat(out) if out else torch.empty(0, len(self.class_names))
 
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -102,21 +139,29 @@ class Predictor:
         xs = [self.preprocess(im) for im in images]
         return self._run(torch.stack(xs[i : i + self.batch_size]) for i in range(0, len(xs), self.batch_size))
 
-    def logits_paths(self, paths: Sequence[str | Path], num_workers: int = 0) -> torch.Tensor:
-        """(n, num_classes) logits of image files, decoded (upright, RGB) and batched by a DataLoader."""
+    def logits_paths(
+        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None
+    ) -> torch.Tensor:
+        """(n, num_classes) logits of image files, decoded (upright, RGB) and batched by a DataLoader.
+
+        Args:
+            progress: a label for a progress bar, or None for none.
+        """
         loader = DataLoader(
             _Files(paths, self.preprocess),
             batch_size=self.batch_size,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        return self._run(loader)
+        return self._run(loader, progress, len(loader))
 
     def probs(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.logits(images).softmax(1)
 
-    def probs_paths(self, paths: Sequence[str | Path], num_workers: int = 0) -> torch.Tensor:
-        return self.logits_paths(paths, num_workers).softmax(1)
+    def probs_paths(
+        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None
+    ) -> torch.Tensor:
+        return self.logits_paths(paths, num_workers, progress).softmax(1)
 
     def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
         """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""

@@ -1,8 +1,8 @@
 """Every metric, defined once: validation (during training) and evaluation (the registry gate) both use it.
 
-The state is a confusion matrix of the arg-max prediction, the count of top-k hits, and, for a binary task, the
-confusion of the positive class at a probability threshold. It sums over batches and DDP ranks, and
-`summarise` turns it into numbers:
+The state (`counts`) is a confusion matrix of the arg-max prediction, the count of top-k hits, and, for a binary
+task, the confusion of the positive class at a probability threshold. It sums over batches and DDP ranks
+(`training.metric.TaskMetrics` does that during validation), and `summarise` turns it into numbers:
 
 - top1, top5: micro (ordinary) accuracy. top5 exists only when there are more than 5 classes.
 - balanced_accuracy: the mean recall over the classes present in the targets.
@@ -15,48 +15,29 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics import Metric
 
 from carvision.metric_names import TOP_K, metric_names  # noqa: F401  (re-exported: the names belong here too)
 
 
-class TaskMetrics(Metric):
-    """Accumulates the state behind every metric; `compute()` returns `summarise` of it.
+def counts(
+    probs: torch.Tensor, target: torch.Tensor, positive_index: int | None = None, threshold: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The state behind every metric, for one batch: (confusion (C, C), top-5 hits (), positive tp/fp/fn (3,)).
 
-    Args:
-        num_classes: columns of the probabilities fed to `update`.
-        positive_index: the positive class of a binary task, or None.
-        threshold: probability of the positive class at and above which it is predicted.
+    probs: (batch, C) probabilities (only their order matters, except for the threshold); target: (batch,) indices.
+    States of several batches (or DDP ranks) add up.
     """
-
-    full_state_update = False
-
-    def __init__(self, num_classes: int, positive_index: int | None = None, threshold: float = 0.5) -> None:
-        super().__init__()
-        self.num_classes, self.positive_index, self.threshold = num_classes, positive_index, threshold
-        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("topk_hits", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        # tp, fp, fn of the positive class at `threshold`
-        self.add_state("positive", torch.zeros(3, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
-        """probs: (batch, num_classes) probabilities (or logits: only their order matters, but the threshold
-        reads probabilities); target: (batch,) class indices."""
-        target = target.long()
-        pred = probs.argmax(1)
-        self.confusion += torch.bincount(target * self.num_classes + pred, minlength=self.num_classes**2).reshape(
-            self.num_classes, self.num_classes
-        )
-        if self.num_classes > TOP_K:
-            topk = probs.topk(TOP_K, dim=1).indices
-            self.topk_hits += (topk == target[:, None]).any(1).sum()
-        if self.positive_index is not None:
-            said = probs[:, self.positive_index] >= self.threshold
-            truly = target == self.positive_index
-            self.positive += torch.stack([(said & truly).sum(), (said & ~truly).sum(), (~said & truly).sum()])
-
-    def compute(self) -> dict[str, float]:
-        return summarise(self.confusion, self.topk_hits, self.positive if self.positive_index is not None else None)
+    c = probs.shape[1]
+    target = target.long()
+    confusion = torch.bincount(target * c + probs.argmax(1), minlength=c * c).reshape(c, c)
+    topk_hits = torch.zeros((), dtype=torch.long, device=probs.device)
+    if c > TOP_K:
+        topk_hits = (probs.topk(TOP_K, dim=1).indices == target[:, None]).any(1).sum()
+    positive = torch.zeros(3, dtype=torch.long, device=probs.device)
+    if positive_index is not None:
+        said, truly = probs[:, positive_index] >= threshold, target == positive_index
+        positive = torch.stack([(said & truly).sum(), (said & ~truly).sum(), (~said & truly).sum()])
+    return confusion, topk_hits, positive
 
 
 def summarise(confusion: torch.Tensor, topk_hits: torch.Tensor, positive: torch.Tensor | None) -> dict[str, float]:
@@ -86,6 +67,5 @@ def summarise(confusion: torch.Tensor, topk_hits: torch.Tensor, positive: torch.
 
 def score(probs: torch.Tensor, targets: torch.Tensor, positive_index: int | None = None, threshold: float = 0.5):
     """(metrics dict, confusion matrix) of probabilities (n, C) against targets (n,) in one go."""
-    m = TaskMetrics(probs.shape[1], positive_index, threshold)
-    m.update(probs, targets)
-    return m.compute(), m.confusion.clone()
+    confusion, topk_hits, positive = counts(probs, targets, positive_index, threshold)
+    return summarise(confusion, topk_hits, positive if positive_index is not None else None), confusion

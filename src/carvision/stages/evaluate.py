@@ -17,12 +17,11 @@ from omegaconf import DictConfig
 from carvision import manifest, settings, tasks
 from carvision.atomic import write_json
 from carvision.config import load_params, task_argument
-from carvision.inference import Predictor
+from carvision.inference import Predictor, weights_sha256
 from carvision.metrics import score
 from carvision.registry import Gate, Registration, register
 from carvision.settings import Settings, TaskSettings
 from carvision.tracking import config_json, connect, file_sha256, git_commit
-from carvision.training.module import weights_sha256
 
 
 def score_rows(
@@ -35,7 +34,7 @@ def score_rows(
     """
     labels = rows[task.label_column].astype(str)
     names = predictor.class_names + sorted(set(labels) - set(predictor.class_names))
-    probs = predictor.probs_paths(rows[tasks.IMAGE_COLUMN].tolist())
+    probs = predictor.probs_paths(rows[tasks.IMAGE_COLUMN].tolist(), progress=f"score {predictor.task}")
     probs = torch.cat([probs, torch.zeros(len(probs), len(names) - probs.shape[1])], 1)
     targets = torch.tensor(tasks.targets(rows, task, names))
     metrics, confusion = score(probs, targets, predictor.positive_index, threshold)

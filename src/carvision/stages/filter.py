@@ -39,7 +39,7 @@ def filter_photos(df: pd.DataFrame, predictor: Predictor | None, threshold: floa
     if predictor is None or df.empty:
         df["car_prob"] = np.nan
         return StageResult("filter", len(df), df, manifest.empty_dropped(df))
-    probs = predictor.probs_paths(df["clean_path"].tolist())[:, predictor.positive_index].numpy()
+    probs = predictor.probs_paths(df["clean_path"].tolist(), progress="filter")[:, predictor.positive_index].numpy()
     df["car_prob"] = probs.astype("float64")
     below = probs < threshold
     reason = pd.Series(np.where(below, REASON, None), index=df.index, dtype=object)

@@ -3,15 +3,14 @@ and the preprocessing, and loads without Hydra."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from carvision.metrics import TaskMetrics
 from carvision.training.backbones import create_backbone
 from carvision.training.losses import build_loss
+from carvision.training.metric import TaskMetrics
 
 
 class Classifier(L.LightningModule):
@@ -106,17 +105,3 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     model = Classifier(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    """The identity of a model: a hash of its weights (names, dtypes, shapes and bytes, in name order).
-
-    Unlike the checkpoint file's hash it does not change with the folder the model was trained in, or with
-    Lightning's bookkeeping, so the same weights trained in two clones are one model.
-    """
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
