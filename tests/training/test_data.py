@@ -5,7 +5,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from carvision.training.data import CarDataModule, build_transforms
+from carvision.preprocess import Preprocess
+from carvision.training.data import TaskDataModule, TrainTransform
+
+NORM = Preprocess(32, (0.5,) * 3, (0.5,) * 3)
 
 
 def _images(tmp_path, n: int, classes: list[int]) -> pd.DataFrame:
@@ -13,44 +16,41 @@ def _images(tmp_path, n: int, classes: list[int]) -> pd.DataFrame:
     for i in range(n):
         p = tmp_path / f"{i}.jpg"
         Image.new("RGB", (40 + i % 7, 20), (i * 3 % 255, 80, 120)).save(p)
-        rows.append({"crop_path": str(p), "class_idx": classes[i], "split": "train" if i % 5 else "val"})
+        rows.append({"crop_path": str(p), "target": classes[i], "split": "train" if i % 5 else "val"})
     return pd.DataFrame(rows)
 
 
-def test_transforms_letterbox_to_a_square():
-    t = build_transforms(32, (0.5,) * 3, (0.5,) * 3, train=False)
-    out = t(image=np.zeros((10, 40, 3), dtype=np.uint8))["image"]
+def test_evaluation_transform_letterboxes_to_a_square():
+    out = NORM(Image.new("RGB", (40, 10), (255, 255, 255)))
     assert out.shape == (3, 32, 32)
-    # a 40x10 image letterboxed to 32x32 is 8 rows tall: the padding rows stay at the fill value
+    # a 40x10 image letterboxed to 32x32 is 8 rows tall, centred: the padding rows stay black (-1 after norm)
     assert torch.allclose(out[:, 0], torch.full_like(out[:, 0], -1.0))
+    assert torch.allclose(out[:, 16], torch.full_like(out[:, 16], 1.0))
 
 
 def test_train_augmentations_repeat_with_the_same_seed():
-    image = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
-    runs = [
-        [build_transforms(32, (0.5,) * 3, (0.5,) * 3, True, seed=s)(image=image)["image"] for _ in range(1)]
-        for s in (7, 7, 8)
-    ]
-    assert torch.equal(runs[0][0], runs[1][0])
-    many = [build_transforms(32, (0.5,) * 3, (0.5,) * 3, True, seed=s)(image=image)["image"] for s in range(6)]
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8))
+    runs = [TrainTransform(NORM, seed=s)(image) for s in (7, 7, 8)]
+    assert torch.equal(runs[0], runs[1]) and runs[0].shape == (3, 32, 32)
+    many = [TrainTransform(NORM, seed=s)(image) for s in range(6)]
     assert any(not torch.equal(many[0], m) for m in many[1:])
 
 
 def test_weighted_sampler_balances_classes(tmp_path):
     classes = [0] * 90 + [1] * 10
     df = _images(tmp_path, 100, classes)
-    dm = CarDataModule(df, 2, 32, (0.5,) * 3, (0.5,) * 3, batch_size=50, balanced_sampling=True, seed=0)
+    dm = TaskDataModule(df, 2, NORM, batch_size=50, balanced_sampling=True, seed=0)
     assert dm.train_class_counts() == [72, 8]
     drawn = torch.cat([y for _ in range(5) for _, y in dm.train_dataloader()])
     share_rare = (drawn == 1).float().mean().item()
     assert 0.35 < share_rare < 0.65  # ~0.1 without the sampler
-    plain = CarDataModule(df, 2, 32, (0.5,) * 3, (0.5,) * 3, batch_size=50)
+    plain = TaskDataModule(df, 2, NORM, batch_size=50)
     plain_share = torch.cat([y for _, y in plain.train_dataloader()]).float().mean().item()
     assert plain_share < 0.2
 
 
 def test_a_last_train_batch_of_one_image_is_dropped(tmp_path):
     df = _images(tmp_path, 42, [i % 2 for i in range(42)])  # every 5th image is val: 33 train = 32 + 1
-    dm = CarDataModule(df, 2, 32, (0.5,) * 3, (0.5,) * 3, batch_size=32)
+    dm = TaskDataModule(df, 2, NORM, batch_size=32)
     assert [len(y) for _, y in dm.train_dataloader()] == [32]
     assert sum(len(y) for _, y in dm.val_dataloader()) == 9  # evaluation keeps every image
