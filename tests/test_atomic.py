@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,14 @@ def test_atomic_dir_creates_a_new_folder(tmp_path: Path):
         (tmp / "x").write_text("1")
     assert _tree(target) == {"x": b"1"}
     assert [p.name for p in target.parent.iterdir()] == ["crop"]
+
+
+def test_atomic_dir_output_has_ordinary_permissions(tmp_path):
+    # mkdtemp's private 0700 must not leak into the published folder: others read data/ and reports/.
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as staging:
+            (staging / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
