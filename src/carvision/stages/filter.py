@@ -47,13 +47,17 @@ def filter_photos(df: pd.DataFrame, predictor: Predictor | None, threshold: floa
     return StageResult("filter", len(df), df.loc[~below].copy(), manifest.drop_rows(df, "filter", reason, detail))
 
 
-def truth_check(result: StageResult, truth_file: Path) -> dict | None:
-    """Against a ground-truth table (the generated sample's truth.csv: ad_id, file, kind), the share of non-car
-    and of car photos that the filter dropped. None when there is no such file."""
+def truth_kinds(truth_file: Path) -> dict[str, str] | None:
+    """image_id -> kind (car, interior, ad, ...) from a ground-truth table such as the generated sample's truth.csv
+    (ad_id, file, kind); None when there is no such file."""
     if not truth_file.is_file():
         return None
     truth = pd.read_csv(truth_file, dtype=str, keep_default_na=False)
-    kind = dict(zip(truth["ad_id"] + "/" + truth["file"], truth["kind"], strict=True))
+    return dict(zip(truth["ad_id"] + "/" + truth["file"], truth["kind"], strict=True))
+
+
+def truth_check(result: StageResult, kind: dict[str, str], truth_file: Path) -> dict:
+    """Against the ground truth, the share of non-car and of car photos that the filter dropped."""
     seen = pd.concat([result.kept["image_id"], result.dropped["image_id"]]).map(kind)
     dropped = result.dropped["image_id"].map(kind)
     n_car, n_other = int((seen == "car").sum()), int((seen.notna() & (seen != "car")).sum())
@@ -74,16 +78,15 @@ def truth_check(result: StageResult, truth_file: Path) -> dict | None:
     }
 
 
-def plot_scores(result: StageResult, threshold: float, truth_file: Path, path: Path) -> None:
+def plot_scores(result: StageResult, threshold: float, kinds: dict[str, str] | None, path: Path) -> None:
     """Histogram of car probabilities (by true kind when the truth is known), with the threshold."""
     from carvision.reports import plt, save_png
 
     scored = pd.concat([result.kept, result.dropped])
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bins = np.linspace(0, 1, 41)
-    if truth_file.is_file():
-        truth = pd.read_csv(truth_file, dtype=str, keep_default_na=False)
-        kind = scored["image_id"].map(dict(zip(truth["ad_id"] + "/" + truth["file"], truth["kind"], strict=True)))
+    if kinds is not None:
+        kind = scored["image_id"].map(kinds)
         ax.hist(scored.loc[kind == "car", "car_prob"], bins=bins, alpha=0.7, label="car (truth)", color="#3b6ea5")
         ax.hist(scored.loc[kind != "car", "car_prob"], bins=bins, alpha=0.7, label="not a car (truth)", color="#c0504d")
         ax.legend()
@@ -107,8 +110,9 @@ def main(cfg: DictConfig) -> dict:
         "model": "none: every photo passed unscored" if predictor is None else predictor.describe(),
         "threshold": s.filter.threshold,
     }
-    if predictor is not None and (truth := truth_check(result, truth_file)) is not None:
-        extra["truth"] = truth
+    kinds = truth_kinds(truth_file) if predictor is not None else None
+    if kinds is not None:
+        extra["truth"] = truth = truth_check(result, kinds, truth_file)
         print(
             f"filter: against {truth_file}, dropped {truth['non_car_photos_dropped_share']:.1%} of "
             f"{truth['non_car_photos']} non-car photos and {truth['car_photos_dropped_share']:.1%} of "
@@ -116,7 +120,7 @@ def main(cfg: DictConfig) -> dict:
         )
     report = stage_io.save_stage(result, s.paths.filter, reports_dir, list(df.columns), "label", extra)
     if predictor is not None:
-        plot_scores(result, s.filter.threshold, truth_file, reports_dir / "car_prob.png")
+        plot_scores(result, s.filter.threshold, kinds, reports_dir / "car_prob.png")
     print(stage_io.summary(report) + ("" if predictor else " (filter.model: none, nothing scored)"))
     return report
 
