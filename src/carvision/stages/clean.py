@@ -22,6 +22,7 @@ from carvision.manifest import StageResult
 from carvision.near_duplicates import close_pairs, connected_groups, hex_to_uint64
 from carvision.parallel import map_with_progress
 from carvision.safe_names import image_output_path
+from carvision.settings import CleanSettings
 
 
 @dataclass(frozen=True)
@@ -112,24 +113,24 @@ def clean(
     return StageResult("clean", len(df), df.loc[reason.isna()].copy(), dropped)
 
 
+def clean_with(df: pd.DataFrame, out_dir: Path, c: CleanSettings) -> StageResult:
+    """`clean` with the clean section's settings (the stage, and the filterset stage, use it)."""
+    return clean(
+        df,
+        out_dir,
+        min_side=c.min_side,
+        max_pixels=c.max_pixels,
+        near_duplicate_bits=c.near_duplicate_bits,
+        jpeg_quality=c.jpeg_quality,
+        workers=c.workers,
+    )
+
+
 def main(cfg: DictConfig) -> dict:
     s = settings.parse(cfg)
     df = manifest.read(Path(s.paths.ingest) / "manifest.parquet", stage="ingest")
-    c = s.clean
     return stage_io.save_image_stage(
-        df,
-        s.paths.clean,
-        Path(s.paths.reports) / "clean",
-        "clean_path",
-        lambda staging: clean(
-            df,
-            staging,
-            min_side=c.min_side,
-            max_pixels=c.max_pixels,
-            near_duplicate_bits=c.near_duplicate_bits,
-            jpeg_quality=c.jpeg_quality,
-            workers=c.workers,
-        ),
+        df, s.paths.clean, Path(s.paths.reports) / "clean", "clean_path", lambda out: clean_with(df, out, s.clean)
     )
 
 

@@ -17,6 +17,7 @@ from carvision.config import load_params
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
 from carvision.safe_names import image_output_path
+from carvision.settings import CropSettings
 
 
 def crop_box(
@@ -100,25 +101,26 @@ def crop(
     return StageResult("crop", len(df), df.loc[reason.isna()].copy(), dropped)
 
 
+def crop_with(df: pd.DataFrame, out_dir: Path, c: CropSettings, without_box: str | None = None) -> StageResult:
+    """`crop` with the crop section's settings (the stage, and the filterset stage, use it); `without_box`
+    overrides the section's."""
+    return crop(
+        df,
+        out_dir,
+        margin=c.margin,
+        min_box_side=c.min_box_side,
+        max_side=c.max_side,
+        without_box=without_box or c.without_box,
+        jpeg_quality=c.jpeg_quality,
+        workers=c.workers,
+    )
+
+
 def main(cfg: DictConfig) -> dict:
     s = settings.parse(cfg)
     df = manifest.read(Path(s.paths.filter) / "manifest.parquet", stage="filter")
-    c = s.crop
     return stage_io.save_image_stage(
-        df,
-        s.paths.crop,
-        Path(s.paths.reports) / "crop",
-        "crop_path",
-        lambda staging: crop(
-            df,
-            staging,
-            margin=c.margin,
-            min_box_side=c.min_box_side,
-            max_side=c.max_side,
-            without_box=c.without_box,
-            jpeg_quality=c.jpeg_quality,
-            workers=c.workers,
-        ),
+        df, s.paths.crop, Path(s.paths.reports) / "crop", "crop_path", lambda out: crop_with(df, out, s.crop)
     )
 
 

@@ -91,7 +91,14 @@ def write_reports(scores: dict, confusion: np.ndarray, names: list[str], task: T
 
 
 def gate_and_register(
-    s: Settings, cfg: DictConfig, task: TaskSettings, predictor: Predictor, test: pd.DataFrame, scores: dict, run: dict
+    s: Settings,
+    cfg: DictConfig,
+    task: TaskSettings,
+    predictor: Predictor,
+    test: pd.DataFrame,
+    scores: dict,
+    run: dict,
+    manifest_file: Path,
 ) -> Registration | None:
     """Registers the model when it passes the task's gate; the champion is judged on this same test split."""
     failures = Gate(task.gate).failures(scores)
@@ -103,7 +110,6 @@ def gate_and_register(
         old = Predictor.load(f"models:/{task.registry_name}/{champion.version}", tracking_uri=s.mlflow.tracking_uri)
         return score_rows(old, test, task, s.filter.threshold)[0]
 
-    manifest_file = tasks.manifest_path(s.paths, task)
     tags = {"task": task.name, "git_commit": git_commit(), "data_sha256": file_sha256(manifest_file)}
     reg = register(
         connect(s.mlflow.tracking_uri),
@@ -142,7 +148,7 @@ def main(cfg: DictConfig, task_name: str | None = None) -> tuple[dict[str, float
         client.log_metric(run["run_id"], f"test_{k}", float(v))
     for f in ("per_class_accuracy.csv", "confusion_matrix.png"):
         client.log_artifact(run["run_id"], str(reports_dir / f), artifact_path="evaluation")
-    return scores, gate_and_register(s, cfg, task, predictor, test, scores, run)
+    return scores, gate_and_register(s, cfg, task, predictor, test, scores, run, manifest_file)
 
 
 if __name__ == "__main__":

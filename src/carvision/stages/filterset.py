@@ -20,8 +20,8 @@ from carvision.atomic import atomic_dir
 from carvision.config import load_params
 from carvision.manifest import StageResult
 from carvision.settings import Settings
-from carvision.stages.clean import clean
-from carvision.stages.crop import crop
+from carvision.stages.clean import clean_with
+from carvision.stages.crop import crop_with
 from carvision.stages.ingest import ingest
 from carvision.stages.split import SPLITS, split
 
@@ -29,27 +29,9 @@ from carvision.stages.split import SPLITS, split
 def prepare(s: Settings, staging: Path) -> StageResult:
     """All four steps in `staging`; the result's drops carry the step (drop_stage) that made them."""
     listed = ingest("folder", s.filterset.root)
-    c = s.clean
-    cleaned = clean(
-        listed.kept,
-        staging / "clean",
-        min_side=c.min_side,
-        max_pixels=c.max_pixels,
-        near_duplicate_bits=c.near_duplicate_bits,
-        jpeg_quality=c.jpeg_quality,
-        workers=c.workers,
-    )
-    k = s.crop
-    cropped = crop(
-        cleaned.kept.assign(car_prob=np.nan),
-        staging,
-        margin=k.margin,
-        min_box_side=k.min_box_side,
-        max_side=k.max_side,
-        without_box="keep",
-        jpeg_quality=k.jpeg_quality,
-        workers=k.workers,
-    )
+    cleaned = clean_with(listed.kept, staging / "clean", s.clean)
+    # No boxes here: the filter judges whole photos, so whole photos it learns on.
+    cropped = crop_with(cleaned.kept.assign(car_prob=np.nan), staging, s.crop, without_box="keep")
     result, _ = split(
         cropped.kept,
         fractions={name: getattr(s.split, name) for name in SPLITS},
