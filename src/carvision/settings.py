@@ -37,8 +37,26 @@ def required(text: str) -> Any:
 
 @dataclass(frozen=True)
 class DataSettings:
-    source: Literal["sample", "scrape", "folder"] = doc("sample", "how data.root is laid out")
-    root: str = doc("data/raw/sample", "the raw scrape (or folder-per-class tree) that ingest lists")
+    source: Literal["sample", "scrape", "folder", "stanford"] = doc("sample", "how data.root is laid out")
+    root: str = doc("data/raw/sample", "the raw scrape, folder-per-class tree or Stanford Cars devkit that ingest lists")
+    listing_pattern: str | None = doc(
+        None, "folder: regex with a named group `listing` on the file name; photos of one listing share a split"
+    )
+    class_pattern: str | None = doc(
+        None, "folder: regex with named groups make, model and optionally year on the class folder's name"
+    )
+
+
+@dataclass(frozen=True)
+class ScrapeSettings:
+    listings: str = doc("data/raw/listings-urls.csv", "CSV: ad_id, make, model, submodel|year, image_urls|images")
+    url_template: str | None = doc(None, "with an `images` column: e.g. https://host/{ad_id}/{image}.jpg")
+    out: str = doc("data/raw/scrape", "where listings.csv, images/<ad_id>/<content hash>.jpg and the report go")
+    concurrency: int = doc(16, "downloads in flight at once")
+    per_host_rps: float = doc(4.0, "requests per second to any one host")
+    retries: int = doc(3, "retries of a 5xx, reset or timeout, with exponential backoff")
+    timeout_s: float = doc(30.0, "seconds per request (connect and each read)")
+    max_bytes: int = doc(50_000_000, "larger bodies are refused (too_large)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ class CleanSettings:
     min_side: int = doc(32, "px; smaller photos are thumbnails with no make/model detail")
     max_pixels: int = doc(40_000_000, "refuse larger images before decoding them (decompression bombs)")
     near_duplicate_bits: int = doc(4, "max Hamming distance between 64-bit pHashes of near duplicates")
-    jpeg_quality: int = doc(95, "re-encoding quality of the upright RGB copies")
+    decode_side: int = doc(256, "px; verification and the pHash decode JPEGs at the smallest scale at least this")
     workers: int = doc(0, "decode processes; 0 = one per CPU core")
 
 
@@ -122,6 +140,10 @@ class SplitSettings:
     min_images_per_class: int = doc(20, "classes with fewer images are dropped: too few to learn or to score")
     group_near_duplicate_bits: int = doc(10, "photos this close (pHash bits) join one group, even across listings")
     class_merge: dict[str, str] = doc({}, "scraped label -> class, e.g. {'Toyota Corolla Cross': 'Toyota Corolla'}")
+    class_merge_file: str | None = doc(None, "a YAML mapping of label -> class, applied before class_merge")
+    merge_years: bool = doc(True, "one class per make and model; false: one per make, model and year")
+    max_images_per_class: int = doc(0, "cap: larger classes are subsampled (seeded, by whole groups); 0 = no cap")
+    official: bool = doc(False, "keep the source's own train/test split (Stanford Cars); val is carved from train")
 
 
 @dataclass(frozen=True)
@@ -178,6 +200,7 @@ class Settings:
     imbalance: ImbalanceSettings = doc(ImbalanceSettings(), "class-imbalance strategy")
     trainer: TrainerSettings = doc(TrainerSettings(), "Lightning Trainer arguments")
     sample: SampleSettings = doc(SampleSettings(), "the generated sample")
+    scrape: ScrapeSettings = doc(ScrapeSettings(), "the scrape stage: listings with image URLs -> a raw scrape")
     paths: PathSettings = doc(PathSettings(), "stage outputs")
     clean: CleanSettings = doc(CleanSettings(), "the clean stage")
     filter: FilterSettings = doc(FilterSettings(), "the filter stage (car / no-car)")

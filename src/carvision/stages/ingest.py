@@ -96,7 +96,10 @@ def ingest(source: str, root: str | Path) -> StageResult:
     if rows.empty:
         raise ValueError(f"no images found under {root}")
     rows["image_id"] = rows["listing_id"] + "/" + rows["file"]
-    for col in ("make", "model", "submodel", "label", "viewpoint", "listing_id", "path", "image_id"):
+    for col in ("year", "source_split"):
+        if col not in rows.columns:
+            rows[col] = ""
+    for col in ("make", "model", "submodel", "year", "source_split", "label", "viewpoint", "listing_id", "path", "image_id"):
         rows[col] = _text(rows[col]).astype("string")
     rows = rows.reset_index(drop=True)
 
