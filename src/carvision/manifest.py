@@ -9,7 +9,7 @@ This module is the contract (schema, validation, reading and writing); `stage_io
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -112,6 +112,9 @@ class StageResult:
     kept: pd.DataFrame
     dropped: pd.DataFrame
     schema_stage: str | None = None  # the stage whose columns `kept` must hold, when `stage` is not in STAGES
+    # What the stage wants in its report besides the counts: an encoding it fell back to, labels it merged,
+    # columns it ignored. JSON-serialisable.
+    notes: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         reasons = Counter(self.dropped["drop_reason"]) if len(self.dropped) else Counter()
@@ -121,7 +124,7 @@ class StageResult:
             "rows_kept": len(self.kept),
             "rows_dropped": len(self.dropped),
             "dropped_by_reason": dict(sorted(reasons.items())),
-        }
+        } | self.notes
 
     def check(self, input_columns: list[str]) -> None:
         """The contract: counts reconcile (rows in = kept + dropped), no column vanished, the schema holds."""
