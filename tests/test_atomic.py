@@ -108,3 +108,33 @@ def test_atomic_dir_output_has_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped), as a kill -9'd run's is."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_writers_leftovers_are_removed_by_the_next_write(tmp_path: Path):
+    target = tmp_path / "clean"
+    _old_folder(target)
+    dead = _dead_pid()
+    # What kill -9 leaves: a half-built staging folder, a moved-aside old folder, a half-written file.
+    (tmp_path / f".clean.{dead}.abc123.tmp" / "images").mkdir(parents=True)
+    (tmp_path / f".clean.{dead}.abc123.tmp" / "images" / "1.jpg").write_bytes(b"half")
+    (tmp_path / f".clean.old-{dead}").mkdir()
+    (tmp_path / f".report.json.{dead}.xyz.tmp").write_text("{")
+    # A live writer's staging (this process) and unrelated hidden files are left alone.
+    live = tmp_path / f".clean.{os.getpid()}.live.tmp"
+    live.mkdir()
+    (tmp_path / ".clean-notes").write_text("mine")
+    with atomic_dir(target) as staging:
+        (staging / "x").write_text("1")
+    write_text(tmp_path / "report.json", "{}")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([".clean-notes", live.name, "clean", "report.json"])

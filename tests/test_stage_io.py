@@ -38,6 +38,8 @@ def test_save_stage_writes_data_and_reports_that_reconcile(tmp_path: Path):
 
     on_disk = json.loads((report_dir / "report.json").read_text())
     assert on_disk == report
+    # The report is committed with the data it counts, and published as the DVC metric.
+    assert json.loads((data_dir / "report.json").read_text()) == report
     assert on_disk["threshold"] == 0.7  # the stage's extra entries reach the report
     assert on_disk["rows_in"] == len(kept) + len(dropped) == 5
     drops = pd.read_csv(report_dir / "drops.csv")
