@@ -138,3 +138,12 @@ def test_a_killed_writers_leftovers_are_removed_by_the_next_write(tmp_path: Path
     write_text(tmp_path / "report.json", "{}")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([".clean-notes", live.name, "clean", "report.json"])
+
+
+def test_atomic_path_output_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "listings.csv", "a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "listings.csv").stat().st_mode & 0o777 == 0o644

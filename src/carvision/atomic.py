@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -65,6 +71,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes the file private (0600); the output is an ordinary, shared file
+            tmp_path.chmod(0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -91,9 +99,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     sweep_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     # mkdtemp makes the folder private (0700); the output is an ordinary folder that teammates and services read.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         old = None
