@@ -72,7 +72,9 @@ def test_every_trainer_option_is_lightning_trainer_arguments(trainer: str):
 
 @pytest.mark.parametrize("data", options("data"))
 def test_every_data_option_is_an_ingest_source(data: str):
-    assert compose([f"data={data}"], conf_dir=CONF).data.source in ("sample", "scrape", "folder")
+    from carvision.readers import SOURCES
+
+    assert compose([f"data={data}"], conf_dir=CONF).data.source in SOURCES
 
 
 def test_conf_has_no_interpolations():

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from carvision.safe_names import MAX_NAME_CHARS, image_output_path, is_inside, safe_name
+from carvision.safe_names import (
+    MAX_NAME_CHARS,
+    image_output_path,
+    is_inside,
+    is_plain_name,
+    is_utf8,
+    safe_name,
+    utf8_safe,
+)
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 NASTY = [
@@ -129,3 +138,36 @@ def test_image_output_path_does_not_collide(tmp_path: Path):
 
 def test_image_output_path_png_does_not_collide_with_png_jpg(tmp_path: Path):
     assert image_output_path(tmp_path, "ad1", "a.png") != image_output_path(tmp_path, "ad1", "a.png.jpg")
+
+
+@pytest.mark.parametrize("name", ["00.jpg", "ad 1", "Škoda.jpg", "..a", "a..", "x" * 300])
+def test_plain_names(name: str):
+    assert is_plain_name(name)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "C:\\x", "a\x00b"])
+def test_names_that_are_not_one_component(name: str):
+    assert not is_plain_name(name)
+
+
+def test_plain_name_is_lexical_not_resolved(tmp_path: Path):
+    # A photo that is a symlink out of the root is a plain name all the same (a DVC `symlink` checkout).
+    (tmp_path / "link.jpg").symlink_to("/etc/hostname")
+    assert is_plain_name("link.jpg") and not is_inside(tmp_path / "link.jpg", tmp_path)
+
+
+def test_undecodable_names_are_detected_and_escaped():
+    name = os.fsdecode(b"caf\xe9.jpg")  # how Python reads a Latin-1 name from a UTF-8 system
+    assert not is_utf8(name) and is_utf8("café.jpg")
+    assert utf8_safe(name) == "caf\\xe9.jpg"
+    assert utf8_safe("café.jpg") == "café.jpg"
+    assert utf8_safe("a\ud800b") == "a\\ud800b"  # a surrogate no byte made
+    for text in (utf8_safe(name), utf8_safe("a\ud800b")):
+        text.encode("utf-8")
+
+
+def test_safe_names_of_undecodable_names_do_not_raise_and_stay_distinct(tmp_path: Path):
+    a, b = os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"caf\xe8.jpg")
+    assert safe_name(a) != safe_name(b)
+    assert SAFE.fullmatch(safe_name(a))
+    assert image_output_path(tmp_path, a, b).suffix == ".jpg"

@@ -26,14 +26,14 @@ class Column:
 
 
 SCHEMA: tuple[Column, ...] = (
-    Column("image_id", "string", "ingest", "unique, stable key of the photo: `<listing_id>/<file name>`"),
+    Column("image_id", "string", "ingest", "unique, stable key: `<listing_id>/<file>` (scrape); the path under data.root (folder, stanford)"),
     Column("path", "string", "ingest", "the raw file as scraped"),
     Column("listing_id", "string", "ingest", "the ad the photo belongs to; photos of one listing share a split"),
     Column("make", "string", "ingest", "scraped make, e.g. `Toyota`"),
     Column("model", "string", "ingest", "scraped model, e.g. `Corolla`"),
     Column("submodel", "string", "ingest", "scraped submodel (trim, body); empty when unknown"),
     Column("year", "string", "ingest", "model year, four digits; empty when unknown"),
-    Column("label", "string", "ingest", "scraped class label, `<make> <model>`"),
+    Column("label", "string", "ingest", "scraped class label, `<make> <model>` (no year: split adds it when split.merge_years is false)"),
     Column("viewpoint", "string", "ingest", "front, front-side, side, back-side, back; empty when unknown"),
     Column("bbox", "object", "ingest", "car box [x_min, y_min, x_max, y_max] in px of the upright image, or None"),
     Column("source_split", "string", "ingest", "the source's own split (Stanford Cars: train, test); empty when none"),
