@@ -55,6 +55,7 @@ class ScrapeSettings:
     concurrency: int = doc(16, "downloads in flight at once")
     per_host_rps: float = doc(4.0, "requests per second to any one host")
     retries: int = doc(3, "retries of a 5xx, reset or timeout, with exponential backoff")
+    backoff_s: float = doc(0.5, "seconds before the first retry; doubles with each retry (plus jitter)")
     timeout_s: float = doc(30.0, "seconds per request (connect and each read)")
     max_bytes: int = doc(50_000_000, "larger bodies are refused (too_large)")
 
