@@ -12,8 +12,20 @@ import pytest
 from carvision import manifest
 from carvision.manifest import SCHEMA, STAGES, ManifestError, StageResult, columns_after, validate
 
-INGEST_COLUMNS = ["image_id", "path", "listing_id", "make", "model", "submodel", "label", "viewpoint", "bbox"]
-CLEAN_COLUMNS = ["clean_path", "width", "height", "sha256", "phash"]
+INGEST_COLUMNS = [
+    "image_id",
+    "path",
+    "listing_id",
+    "make",
+    "model",
+    "submodel",
+    "year",
+    "label",
+    "viewpoint",
+    "bbox",
+    "source_split",
+]
+CLEAN_COLUMNS = ["width", "height", "sha256", "phash", "format", "orientation", "colour", "frames"]
 
 
 def _value(col: manifest.Column, i: int):
@@ -80,7 +92,7 @@ def test_validate_missing_column_raises(stage, column):
 def test_validate_checks_only_the_columns_of_its_stage():
     df = frame("ingest")
     validate(df, "ingest")
-    with pytest.raises(ManifestError, match="clean_path"):
+    with pytest.raises(ManifestError, match="sha256"):
         validate(df, "clean")
 
 

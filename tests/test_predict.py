@@ -29,7 +29,7 @@ BAD = {
     "text.jpg": "not_an_image",
     "page.jpg": "not_an_image",
     "empty.jpg": "empty_file",
-    "truncated.jpg": "corrupt_image",
+    "truncated.jpg": "truncated_image",
     "missing.jpg": "missing_file",
     "folder.jpg": "not_a_file",
     "big.jpg": "file_too_large",
@@ -47,7 +47,7 @@ def make_photos(cfg, folder: Path) -> tuple[list[str], list[str]]:
     """(good photo names, every input name in command-line order) under `folder`, which becomes the cwd."""
     crops = pd.read_parquet(Path(cfg.paths.crop) / "manifest.parquet")
     good = []
-    for i, src in enumerate([*crops["crop_path"].head(3), crops["clean_path"].iloc[0]]):  # 3 crops and 1 whole photo
+    for i, src in enumerate([*crops["crop_path"].head(3), crops["path"].iloc[0]]):  # 3 crops and 1 whole photo
         good.append(f"good{i}.jpg")
         shutil.copyfile(src, folder / good[-1])
     shutil.copyfile(folder / "good0.jpg", folder / ODD_NAME)

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from carvision.images import ImageRejected
 from carvision.preprocess import Preprocess, load_rgb
 from carvision.training.backbones import create_backbone
 
@@ -53,14 +54,25 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
 
 class _Files(Dataset):
-    def __init__(self, paths: Sequence[str | Path], preprocess: Preprocess) -> None:
+    """Image files as model inputs; with `skip_errors`, a file that cannot be read gives a NaN input (its logits
+    come out NaN) instead of stopping the whole run."""
+
+    def __init__(
+        self, paths: Sequence[str | Path], preprocess: Preprocess, min_side: int | None, skip_errors: bool
+    ) -> None:
         self.paths, self.preprocess = list(paths), preprocess
+        self.min_side, self.skip_errors = min_side, skip_errors
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.preprocess(load_rgb(self.paths[i]))
+        try:
+            return self.preprocess(load_rgb(self.paths[i], min_side=self.min_side))
+        except ImageRejected as e:
+            if not self.skip_errors:
+                raise ImageRejected(e.reason, f"{self.paths[i]}: {e.detail}") from e
+            return torch.full((3, self.preprocess.size, self.preprocess.size), float("nan"))
 
 
 class Predictor:
@@ -140,15 +152,24 @@ class Predictor:
         return self._run(torch.stack(xs[i : i + self.batch_size]) for i in range(0, len(xs), self.batch_size))
 
     def logits_paths(
-        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None
+        self,
+        paths: Sequence[str | Path],
+        num_workers: int = 0,
+        progress: str | None = None,
+        *,
+        min_side: int | None = None,
+        skip_errors: bool = False,
     ) -> torch.Tensor:
-        """(n, num_classes) logits of image files, decoded (upright, RGB) and batched by a DataLoader.
+        """(n, num_classes) logits of image files, decoded (upright, sRGB) and batched by a DataLoader.
 
         Args:
             progress: a label for a progress bar, or None for none.
+            min_side: decode large JPEGs reduced, to the smallest scale whose shorter side is at least this (px);
+                None decodes at full resolution, as training does.
+            skip_errors: a file that cannot be read gets a row of NaN logits; otherwise it raises ImageRejected.
         """
         loader = DataLoader(
-            _Files(paths, self.preprocess),
+            _Files(paths, self.preprocess, min_side, skip_errors),
             batch_size=self.batch_size,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
@@ -159,9 +180,10 @@ class Predictor:
         return self.logits(images).softmax(1)
 
     def probs_paths(
-        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None
+        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None, **kwargs
     ) -> torch.Tensor:
-        return self.logits_paths(paths, num_workers, progress).softmax(1)
+        """Softmax of `logits_paths` (same arguments)."""
+        return self.logits_paths(paths, num_workers, progress, **kwargs).softmax(1)
 
     def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
         """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""

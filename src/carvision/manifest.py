@@ -26,14 +26,24 @@ class Column:
 
 
 SCHEMA: tuple[Column, ...] = (
-    Column("image_id", "string", "ingest", "unique, stable key: `<listing_id>/<file>` (scrape); the path under data.root (folder, stanford)"),
+    Column(
+        "image_id",
+        "string",
+        "ingest",
+        "unique, stable key: `<listing_id>/<file>` (scrape); the path under data.root (folder, stanford)",
+    ),
     Column("path", "string", "ingest", "the raw file as scraped"),
     Column("listing_id", "string", "ingest", "the ad the photo belongs to; photos of one listing share a split"),
     Column("make", "string", "ingest", "scraped make, e.g. `Toyota`"),
     Column("model", "string", "ingest", "scraped model, e.g. `Corolla`"),
     Column("submodel", "string", "ingest", "scraped submodel (trim, body); empty when unknown"),
     Column("year", "string", "ingest", "model year, four digits; empty when unknown"),
-    Column("label", "string", "ingest", "scraped class label, `<make> <model>` (no year: split adds it when split.merge_years is false)"),
+    Column(
+        "label",
+        "string",
+        "ingest",
+        "scraped class label, `<make> <model>`; no year (split adds it when split.merge_years is false)",
+    ),
     Column("viewpoint", "string", "ingest", "front, front-side, side, back-side, back; empty when unknown"),
     Column("bbox", "object", "ingest", "car box [x_min, y_min, x_max, y_max] in px of the upright image, or None"),
     Column("source_split", "string", "ingest", "the source's own split (Stanford Cars: train, test); empty when none"),
@@ -41,7 +51,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("height", "int", "clean", "upright height in px"),
     Column("sha256", "string", "clean", "hash of the raw file bytes (exact duplicates)"),
     Column("phash", "string", "clean", "64-bit perceptual hash, 16 hex digits (near duplicates)"),
-    Column("format", "string", "clean", "the file's format by its content (JPEG, PNG, HEIF, AVIF, ...), not its suffix"),
+    Column("format", "string", "clean", "the file's format by its content (JPEG, PNG, HEIF, ...), not its suffix"),
     Column("orientation", "int", "clean", "EXIF orientation (1-8) applied to make the photo upright; 1 when none"),
     Column("colour", "string", "clean", "how the pixels were brought to 8-bit sRGB, e.g. `icc:Adobe RGB (1998)`"),
     Column("frames", "int", "clean", "frames in the file; multi-frame files are read from their first frame"),

@@ -87,16 +87,8 @@ def load_models(args: argparse.Namespace, registry: dict[str, str]) -> dict[str,
 
 
 def read_photo(path: Path, max_bytes: int, max_pixels: int):
-    """The decoded upright RGB photo, or raises ImageRejected with the reason."""
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise ImageRejected("missing_file", str(e)) from e
-    if path.is_dir():
-        raise ImageRejected("not_a_file", "a folder")
-    if size > max_bytes:
-        raise ImageRejected("file_too_large", f"{size} bytes > {max_bytes}")
-    return decode_rgb(read_image_bytes(path), max_pixels=max_pixels)
+    """The decoded upright sRGB photo, or raises ImageRejected with the reason (a folder, a loop, too large...)."""
+    return decode_rgb(read_image_bytes(path, max_bytes=max_bytes), max_pixels=max_pixels)
 
 
 def predict_files(paths: list[Path], models: dict[str, Predictor], args: argparse.Namespace) -> list[dict]:

@@ -11,15 +11,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from carvision.images import decode, read_image_bytes
 
 PAD_VALUE = 0  # black bars, before normalisation
+# Refuse larger images before decoding them. Generous: above clean.max_pixels (40 MP), so that whatever clean
+# kept decodes here too; a 200 MP RGB buffer is 800 MB, the most one photo may cost a DataLoader worker.
+LOAD_MAX_PIXELS = 200_000_000
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """The image file upright (EXIF orientation applied) in RGB: how every consumer reads a photo."""
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+def load_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """The photo upright in 8-bit sRGB, through `carvision.images.decode`: training, evaluation and the filter
+    read photos here, and clean, crop and `carvision predict` call the same decoder, so every consumer sees
+    identical pixels (ICC profiles, 16-bit data, transparency and EXIF orientation handled once).
+
+    Args:
+        min_side: px; a JPEG may then decode reduced (DCT scaling) as long as its shorter side stays at least
+            this. None: full resolution.
+
+    Raises:
+        ImageRejected: the file cannot be read or decoded (the reason says why).
+    """
+    return decode(read_image_bytes(path), max_pixels=LOAD_MAX_PIXELS, min_side=min_side).image
 
 
 def letterbox(image: Image.Image, size: int) -> np.ndarray:

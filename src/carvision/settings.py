@@ -38,7 +38,7 @@ def required(text: str) -> Any:
 @dataclass(frozen=True)
 class DataSettings:
     source: Literal["sample", "scrape", "folder", "stanford"] = doc("sample", "how data.root is laid out")
-    root: str = doc("data/raw/sample", "the raw scrape, folder-per-class tree or Stanford Cars devkit that ingest lists")
+    root: str = doc("data/raw/sample", "the raw scrape, folder-per-class tree or Stanford Cars devkit to ingest")
     listing_pattern: str | None = doc(
         None, "folder: regex with a named group `listing` on the file name; photos of one listing share a split"
     )

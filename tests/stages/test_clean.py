@@ -10,14 +10,14 @@ import imagehash
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from carvision import manifest
 from carvision.stages import clean
 
 BROKEN_REASON = {
     "zero_byte": "empty_file",
-    "truncated": "corrupt_image",
+    "truncated": "truncated_image",
     "not_image": "not_an_image",
     "tiny": "too_small",
 }
@@ -126,7 +126,7 @@ def test_normal_photos_without_duplicates_are_kept(truth, kept):
     assert missing == []
 
 
-def test_exif_rotated_photos_are_upright(truth, kept, sample_dir: Path):
+def test_exif_rotated_photos_are_recorded_upright(truth, kept, sample_dir: Path):
     from conftest import SMALL_SAMPLE
 
     rotated = truth.index[truth["exif_orientation"] != "1"]
@@ -136,32 +136,34 @@ def test_exif_rotated_photos_are_upright(truth, kept, sample_dir: Path):
     for image_id, row in rows.iterrows():
         with Image.open(sample_dir / "images" / image_id) as raw:
             assert raw.size == (h, w), "the raw file is stored turned"
-        with Image.open(row["clean_path"]) as im:
-            assert im.size == (row["width"], row["height"]) == (w, h)
-        x0, y0, x1, y1 = kept.set_index("image_id").at[image_id, "bbox"]
-        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h  # the box is given in this upright frame
+        assert (row["width"], row["height"]) == (w, h)  # the upright size, in which boxes are given
+        assert row["orientation"] == int(truth.at[image_id, "exif_orientation"])
+        x0, y0, x1, y1 = row["bbox"]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert (kept.set_index("image_id").drop(index=rotated)["orientation"] == 1).all()
 
 
-def test_clean_copies_are_rgb_jpegs_of_the_recorded_size(prepared, kept):
-    clean_root = Path(prepared.paths.clean).resolve()
-    for path, width, height in zip(kept["clean_path"], kept["width"], kept["height"], strict=True):
-        assert Path(path).resolve().is_relative_to(clean_root / "images"), path
-        with Image.open(path) as im:
-            assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (width, height))
+def test_clean_writes_no_image_copies(prepared):
+    # Only the manifest, the dropped rows and the report: the crop stage reads the raw files.
+    names = sorted(p.relative_to(prepared.paths.clean).as_posix() for p in Path(prepared.paths.clean).rglob("*"))
+    assert names == ["dropped.parquet", "manifest.parquet", "report.json"]
+
+
+def test_facts_describe_the_raw_photo(kept, report):
+    assert set(kept["format"]) == {"JPEG"} and (kept["frames"] == 1).all()
+    assert set(kept["colour"]) <= {"sRGB", "greyscale"}
+    assert report["formats"] == {"JPEG": len(kept)}
+    assert report["rotated_by_exif"] == int((kept["orientation"] != 1).sum()) > 0
 
 
 def test_hashes_describe_the_raw_and_decoded_photo(kept):
     for row in kept.sample(n=10, random_state=0).itertuples():
         assert row.sha256 == hashlib.sha256(Path(row.path).read_bytes()).hexdigest()
         assert len(row.phash) == 16
-        with Image.open(row.clean_path) as im:  # the JPEG copy hashes within a bit or two of the decoded photo
-            assert imagehash.phash(im) - imagehash.hex_to_hash(row.phash) <= 4
-
-
-def test_dropped_photos_leave_no_clean_copy(dropped):
-    assert len(dropped) > 0
-    for path in dropped["clean_path"]:
-        assert not Path(path).exists(), path
+        # The hash of the reduced decode is, within a bit or two, that of the full-resolution upright photo.
+        with Image.open(row.path) as im:
+            full = ImageOps.exif_transpose(im).convert("RGB")
+        assert imagehash.phash(full) - imagehash.hex_to_hash(row.phash) <= 4
 
 
 def test_counts_reconcile(prepared, kept, dropped, report):
@@ -176,41 +178,41 @@ def test_counts_reconcile(prepared, kept, dropped, report):
     assert (dropped["drop_stage"] == "clean").all()
 
 
-def test_rerun_into_a_new_folder_keeps_the_same_photos(prepared, kept, tmp_path: Path):
+def test_rerun_keeps_the_same_photos(prepared, kept):
     df = manifest.read(Path(prepared.paths.ingest) / "manifest.parquet", stage="ingest")
     c = prepared.clean
     result = clean.clean(
         df,
-        tmp_path / "clean",
         min_side=c.min_side,
         max_pixels=c.max_pixels,
         near_duplicate_bits=c.near_duplicate_bits,
-        jpeg_quality=c.jpeg_quality,
+        decode_side=c.decode_side,
         workers=1,
     )
     result.check(list(df.columns))
-    assert result.kept["image_id"].tolist() == kept["image_id"].tolist()
-    assert result.kept["phash"].tolist() == kept["phash"].tolist()
-    assert all(Path(p).is_relative_to(tmp_path / "clean") and Path(p).is_file() for p in result.kept["clean_path"])
+    pd.testing.assert_frame_equal(result.kept.reset_index(drop=True), kept.reset_index(drop=True))
 
 
 # --- units on hand-made images ----------------------------------------------------------------------------------
 
 
-def _inspect(tmp_path: Path, size: tuple[int, int], min_side: int = 32) -> clean.Inspected:
-    src = tmp_path / "src.png"
+def _inspect(tmp_path: Path, size: tuple[int, int], min_side: int = 32, decode_side: int = 256) -> clean.Inspected:
+    src = tmp_path / "src.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(src)
-    return clean.inspect_one(
-        (str(src), str(tmp_path / "out" / "x.jpg")), min_side=min_side, max_pixels=10**7, jpeg_quality=90
-    )
+    return clean.inspect_one(str(src), min_side=min_side, max_pixels=10**7, decode_side=decode_side)
 
 
 def test_inspect_one_min_side_boundary(tmp_path: Path):
     ok = _inspect(tmp_path, (40, 32))
     assert ok.reason is None and (ok.width, ok.height) == (40, 32)
-    assert (tmp_path / "out" / "x.jpg").is_file()
     small = _inspect(tmp_path, (40, 31))
     assert small.reason == "too_small" and small.detail == "40x31"
+
+
+def test_inspect_one_reports_the_full_size_of_a_reduced_decode(tmp_path: Path):
+    # 1200x900 decoded at 1/2 (shorter side 450 >= 300): the manifest still holds the full size.
+    info = _inspect(tmp_path, (1200, 900), decode_side=300)
+    assert info.reason is None and (info.width, info.height) == (1200, 900) and info.format == "JPEG"
 
 
 def _dup_frame(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
@@ -235,5 +237,5 @@ def test_duplicate_reasons_exact_keeps_first_and_near_keeps_largest():
 def test_empty_manifest_gives_an_empty_result(prepared, tmp_path: Path):
     """Ingest can keep no row (e.g. every listed file missing); clean should pass the empty table on."""
     df = manifest.read(Path(prepared.paths.ingest) / "manifest.parquet", stage="ingest").iloc[0:0]
-    result = clean.clean(df, tmp_path / "clean", min_side=32, max_pixels=10**7, near_duplicate_bits=4)
+    result = clean.clean(df, min_side=32, max_pixels=10**7, near_duplicate_bits=4)
     assert result.rows_in == 0 and len(result.kept) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -100,7 +101,7 @@ def test_crop_report_reconciles(prepared, crops, crop_input):
 
 
 def test_crop_cuts_the_box_content(crop_input, tmp_path: Path):
-    """A crop with margin 0 shows the pixels of the box: compare a recoloured clean copy with its crop."""
+    """A crop with margin 0 shows the pixels of the box: compare a recoloured photo with its crop."""
     df = crop_input[crop_input["bbox"].notna()].iloc[[0]].copy()
     row = df.iloc[0]
     x0, y0, x1, y1 = (round(v) for v in row["bbox"])
@@ -108,7 +109,7 @@ def test_crop_cuts_the_box_content(crop_input, tmp_path: Path):
     img.paste((255, 0, 0), (x0, y0, x1, y1))
     src = tmp_path / "src.png"
     img.save(src)
-    df["clean_path"], df["bbox"] = str(src), [[float(x0), float(y0), float(x1), float(y1)]]
+    df["path"], df["bbox"] = str(src), [[float(x0), float(y0), float(x1), float(y1)]]
     result = crop.crop(df, tmp_path / "crop", margin=0.0, min_box_side=4, max_side=1000)
     with Image.open(result.kept["crop_path"].iloc[0]) as im:
         assert im.size == (x1 - x0, y1 - y0)
@@ -162,3 +163,39 @@ def test_empty_manifest_gives_an_empty_result(crop_input, tmp_path: Path):
     """Clean can keep no row (e.g. every photo broken); crop should pass the empty table on."""
     result = crop.crop(crop_input.iloc[0:0], tmp_path / "crop", margin=0.05, min_box_side=12, max_side=64)
     assert result.rows_in == 0 and len(result.kept) == 0
+
+
+def _rotated_photo(path: Path, upright: Image.Image, orientation: int) -> None:
+    """Stores `upright` turned the way a phone does, with the EXIF orientation that turns it back."""
+    stored = upright.transpose({6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, "JPEG", quality=95, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_crop_of_a_large_rotated_photo_decodes_reduced_and_cuts_the_upright_box(crop_input, tmp_path, orientation):
+    """A 1600x1200 (upright) photo with a red car box, stored turned with EXIF: with max_side 64 the crop stage
+    decodes it at 1/8 and must still cut the box given in upright full-resolution px."""
+    w, h, box = 1600, 1200, (900, 300, 1500, 700)
+    upright = Image.new("RGB", (w, h), (0, 0, 255))
+    upright.paste((255, 0, 0), box)
+    _rotated_photo(tmp_path / "p.jpg", upright, orientation)
+    df = crop_input.iloc[[0]].copy()
+    df["path"], df["width"], df["height"], df["bbox"] = str(tmp_path / "p.jpg"), w, h, [[float(v) for v in box]]
+    assert crop.decode_scale(box, w, h, 64) == pytest.approx(64 / 600)
+    result = crop.crop(df, tmp_path / "crop", margin=0.0, min_box_side=4, max_side=64)
+    assert result.dropped.empty
+    with Image.open(result.kept["crop_path"].iloc[0]) as im:
+        assert im.size == (64, 43)  # the box's 600x400, shrunk to a 64 px longer side
+        px = np.asarray(im.convert("RGB"), dtype=int)
+    assert px[2:-2, 2:-2, 0].min() > 200 and px[2:-2, 2:-2, 2].max() < 60, "the crop shows more than the red box"
+
+
+def test_a_photo_changed_since_clean_is_dropped_not_cropped_wrong(crop_input, tmp_path: Path):
+    df = crop_input.iloc[[0, 1]].copy()
+    Image.new("RGB", (50, 40), (9, 9, 9)).save(tmp_path / "other.jpg")
+    df["path"] = [str(tmp_path / "other.jpg"), str(tmp_path / "gone.jpg")]
+    result = crop.crop(df, tmp_path / "crop", margin=0.05, min_box_side=4, max_side=64)
+    result.check(list(df.columns))
+    assert sorted(result.dropped["drop_reason"]) == ["changed_since_clean", "missing_file"]

@@ -30,7 +30,9 @@ def car_filter(trained_tasks):
 def scored(trained_tasks, car_filter) -> tuple[pd.DataFrame, dict[str, float], float]:
     """(the cleaned photos, each one's car probability by image_id, a threshold that splits them in two)."""
     df = clean_rows(trained_tasks)
-    probs = car_filter.probs_paths(df["clean_path"].tolist())[:, car_filter.positive_index].numpy()
+    # As the stage scores them: the raw photos, decoded reduced.
+    probs = car_filter.probs_paths(df["path"].tolist(), min_side=2 * car_filter.preprocess.size)
+    probs = probs[:, car_filter.positive_index].numpy()
     # The tiny model is not a good filter; the median makes sure that the threshold keeps some photos and drops some.
     threshold = float(np.median(probs))
     assert probs.min() < threshold <= probs.max()

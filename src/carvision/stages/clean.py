@@ -1,4 +1,4 @@
-"""Clean: decode-verify every photo, make it upright RGB, and drop broken, tiny and duplicate photos.
+"""Clean: verify every photo by decoding it, record how it reads, and drop broken, tiny and duplicate photos.
 
 python -m carvision.stages.clean       # reads params.yaml (DVC stage `clean`)
 """
@@ -6,6 +6,7 @@ python -m carvision.stages.clean       # reads params.yaml (DVC stage `clean`)
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -17,11 +18,10 @@ from omegaconf import DictConfig
 
 from carvision import manifest, settings, stage_io
 from carvision.config import load_params
-from carvision.images import ImageRejected, decode_rgb, read_image_bytes
+from carvision.images import ImageRejected, decode, read_image_bytes
 from carvision.manifest import StageResult
 from carvision.near_duplicates import close_pairs, connected_groups, hex_to_uint64
 from carvision.parallel import map_with_progress
-from carvision.safe_names import image_output_path
 from carvision.settings import CleanSettings
 
 
@@ -31,24 +31,31 @@ class Inspected:
     height: int = 0
     sha256: str = ""
     phash: str = ""
+    format: str = ""
+    orientation: int = 1
+    colour: str = ""
+    frames: int = 0
     reason: str | None = None
     detail: str = ""
 
 
-def inspect_one(job: tuple[str, str], *, min_side: int, max_pixels: int, jpeg_quality: int) -> Inspected:
-    """Decodes one photo, writes its upright RGB copy to `job[1]` and returns its size and hashes."""
-    src, dst = Path(job[0]), Path(job[1])
+def inspect_one(path: str, *, min_side: int, max_pixels: int, decode_side: int) -> Inspected:
+    """Verifies one photo by decoding it and returns its upright size, hashes and how it reads; writes nothing.
+
+    The decode is reduced (a JPEG's DCT scaling to the smallest scale whose shorter side is >= decode_side):
+    it still reads every byte of the file, so truncation shows, and the 32x32 pHash loses nothing by it.
+    The crop stage reads the raw file again and writes only the small training image.
+    """
     try:
-        data = read_image_bytes(src)  # read once: the same bytes are hashed and decoded
-        im = decode_rgb(data, max_pixels=max_pixels)
+        data = read_image_bytes(path)  # read once: the same bytes are hashed and decoded
+        d = decode(data, max_pixels=max_pixels, min_side=decode_side)
     except ImageRejected as e:
         return Inspected(reason=e.reason, detail=e.detail)
-    if min(im.size) < min_side:
-        return Inspected(*im.size, reason="too_small", detail=f"{im.width}x{im.height}")
-    sha = hashlib.sha256(data).hexdigest()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    im.save(dst, "JPEG", quality=jpeg_quality)
-    return Inspected(im.width, im.height, sha, str(imagehash.phash(im)))
+    width, height = d.size  # upright, full resolution
+    facts = dict(format=d.format, orientation=d.orientation, colour=d.colour, frames=d.frames)
+    if min(width, height) < min_side:
+        return Inspected(width, height, **facts, reason="too_small", detail=f"{width}x{height}")
+    return Inspected(width, height, hashlib.sha256(data).hexdigest(), str(imagehash.phash(d.image)), **facts)
 
 
 def duplicate_reasons(df: pd.DataFrame, near_bits: int) -> tuple[pd.Series, pd.Series]:
@@ -82,46 +89,47 @@ def duplicate_reasons(df: pd.DataFrame, near_bits: int) -> tuple[pd.Series, pd.S
 
 def clean(
     df: pd.DataFrame,
-    out_dir: Path,
     *,
     min_side: int,
     max_pixels: int,
     near_duplicate_bits: int,
-    jpeg_quality: int = 95,
+    decode_side: int = 256,
     workers: int = 1,
 ) -> StageResult:
-    """Writes upright RGB copies under out_dir/images and returns the kept and dropped rows."""
+    """Inspects every photo (in `workers` processes) and returns the kept rows, with their facts, and the
+    dropped ones: unreadable, broken, too small, or a duplicate of a kept photo."""
     df = df.reset_index(drop=True).copy()
-    dst = [
-        str(image_output_path(out_dir / "images", lid, Path(p).name))
-        for lid, p in zip(df["listing_id"], df["path"], strict=True)
-    ]
-    inspect = partial(inspect_one, min_side=min_side, max_pixels=max_pixels, jpeg_quality=jpeg_quality)
-    results = map_with_progress(inspect, list(zip(df["path"], dst, strict=True)), workers, "clean")
+    inspect = partial(inspect_one, min_side=min_side, max_pixels=max_pixels, decode_side=decode_side)
+    results = map_with_progress(inspect, df["path"].tolist(), workers, "clean")
     info = pd.DataFrame([asdict(r) for r in results], index=df.index, columns=[f.name for f in fields(Inspected)])
-    df["clean_path"] = pd.Series(dst, dtype="string")
-    df["width"], df["height"] = info["width"].astype("int64"), info["height"].astype("int64")
-    df["sha256"], df["phash"] = info["sha256"].astype("string"), info["phash"].astype("string")
+    for col in ("width", "height", "orientation", "frames"):
+        df[col] = info[col].astype("int64")
+    for col in ("sha256", "phash", "format", "colour"):
+        df[col] = info[col].astype("string")
     reason, detail = info["reason"].astype(object), info["detail"].astype(object)
     decoded = reason.isna()
     dup_reason, dup_detail = duplicate_reasons(df.loc[decoded], near_duplicate_bits)
     dup = dup_reason.dropna().index
     reason.loc[dup], detail.loc[dup] = dup_reason[dup], dup_detail[dup]
-    for p in df.loc[dup, "clean_path"]:
-        Path(p).unlink(missing_ok=True)  # a dropped duplicate leaves no file behind
     dropped = manifest.drop_rows(df, "clean", reason, detail)
-    return StageResult("clean", len(df), df.loc[reason.isna()].copy(), dropped)
+    kept = df.loc[reason.isna()].copy()
+    notes = {
+        "formats": dict(sorted(Counter(kept["format"]).items())),
+        "colour_conversions": dict(sorted(Counter(c for c in kept["colour"] if c != "sRGB").items())),
+        "rotated_by_exif": int((kept["orientation"] != 1).sum()),
+        "multi_frame_first_frame_used": int((kept["frames"] > 1).sum()),
+    }
+    return StageResult("clean", len(df), kept, dropped, notes=notes)
 
 
-def clean_with(df: pd.DataFrame, out_dir: Path, c: CleanSettings) -> StageResult:
+def clean_with(df: pd.DataFrame, c: CleanSettings) -> StageResult:
     """`clean` with the clean section's settings (the stage, and the filterset stage, use it)."""
     return clean(
         df,
-        out_dir,
         min_side=c.min_side,
         max_pixels=c.max_pixels,
         near_duplicate_bits=c.near_duplicate_bits,
-        jpeg_quality=c.jpeg_quality,
+        decode_side=c.decode_side,
         workers=c.workers,
     )
 
@@ -129,9 +137,10 @@ def clean_with(df: pd.DataFrame, out_dir: Path, c: CleanSettings) -> StageResult
 def main(cfg: DictConfig) -> dict:
     s = settings.parse(cfg)
     df = manifest.read(Path(s.paths.ingest) / "manifest.parquet", stage="ingest")
-    return stage_io.save_image_stage(
-        df, s.paths.clean, Path(s.paths.reports) / "clean", "clean_path", lambda out: clean_with(df, out, s.clean)
-    )
+    result = clean_with(df, s.clean)
+    report = stage_io.save_stage(result, s.paths.clean, Path(s.paths.reports) / "clean", list(df.columns), "label")
+    print(stage_io.summary(report))
+    return report
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Crop: cut each photo to its car box (plus a margin), pass box-less photos through, bound the size.
+"""Crop: read each raw photo, cut it to its car box (plus a margin), pass box-less photos through, bound the size.
 
 python -m carvision.stages.crop        # reads params.yaml (DVC stage `crop`)
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from carvision import manifest, settings, stage_io
 from carvision.config import load_params
+from carvision.images import ImageRejected, decode, read_image_bytes, tune_allocator
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
 from carvision.safe_names import image_output_path
@@ -39,8 +41,15 @@ def crop_box(
     return (left, top, right, bottom), None
 
 
+def decode_scale(box: tuple[int, int, int, int] | None, width: int, height: int, max_side: int) -> float:
+    """The smallest decode scale at which the crop (or the whole photo) still has max_side px on its longer side:
+    the output is shrunk to max_side anyway, so decoding a 12 MP photo at 1/8 loses nothing and saves most work."""
+    w, h = (box[2] - box[0], box[3] - box[1]) if box else (width, height)
+    return min(1.0, max_side / max(w, h, 1))
+
+
 def crop_one(
-    job: tuple[str, str, list[float] | None],
+    job: tuple[str, str, list[float] | None, int, int],
     *,
     margin: float,
     min_box_side: int,
@@ -48,20 +57,35 @@ def crop_one(
     without_box: str,
     jpeg_quality: int,
 ) -> tuple[str | None, str | None, str]:
-    """Writes the crop of one photo; returns (crop_source, drop_reason, detail)."""
-    src, dst, bbox = job
-    with Image.open(src) as im:
-        im = im.convert("RGB")
-        box, reason = crop_box(bbox, im.width, im.height, margin, min_box_side)
-        if reason:
-            return None, reason, f"{bbox} in {im.width}x{im.height}"
-        if box is None and without_box == "drop":
-            return None, "no_car_box", ""
-        out = im.crop(box) if box else im
-        # Shrink only: upscaling adds no detail, the training transform resizes anyway.
-        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    """Reads the raw photo, cuts its car box and writes the small training image; returns
+    (crop_source, drop_reason, detail).
+
+    job: (raw path, output path, box in upright full-resolution px or None, upright width, height from clean).
+    """
+    src, dst, bbox, width, height = job
+    box, reason = crop_box(bbox, width, height, margin, min_box_side)
+    if reason:
+        return None, reason, f"{bbox} in {width}x{height}"
+    if box is None and without_box == "drop":
+        return None, "no_car_box", ""
+    try:
+        # max_pixels: exactly what clean verified; a file swapped for a larger one since is refused.
+        scale = decode_scale(box, width, height, max_side)
+        d = decode(read_image_bytes(src), max_pixels=width * height, min_scale=scale)
+    except ImageRejected as e:
+        return None, e.reason, e.detail
+    if d.size != (width, height):
+        return None, "changed_since_clean", f"{d.size[0]}x{d.size[1]}, clean saw {width}x{height}"
+    im = d.image
+    if box:
+        sx, sy = im.width / width, im.height / height  # the reduced decode's scale, per axis (rounding)
+        left, top = math.floor(box[0] * sx), math.floor(box[1] * sy)
+        right, bottom = max(left + 1, math.ceil(box[2] * sx)), max(top + 1, math.ceil(box[3] * sy))
+        im = im.crop((left, top, min(right, im.width), min(bottom, im.height)))
+    # Shrink only: upscaling adds no detail, the training transform resizes anyway.
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    out.save(dst, "JPEG", quality=jpeg_quality)
+    im.save(dst, "JPEG", quality=jpeg_quality)
     return ("bbox" if box else "full_image"), None, ""
 
 
@@ -80,10 +104,12 @@ def crop(
         raise ValueError(f"crop.without_box must be keep or drop, not '{without_box}'")
     df = df.reset_index(drop=True).copy()
     dst = [
-        str(image_output_path(out_dir / "images", lid, Path(p).name))
-        for lid, p in zip(df["listing_id"], df["path"], strict=True)
+        # Keyed on image_id, which is unique: two files of one listing may share a name in different folders.
+        str(image_output_path(out_dir / "images", lid, image_id.removeprefix(f"{lid}/")))
+        for lid, image_id in zip(df["listing_id"], df["image_id"], strict=True)
     ]
     bboxes = [None if b is None else [float(v) for v in b] for b in df["bbox"]]
+    jobs = list(zip(df["path"], dst, bboxes, df["width"].tolist(), df["height"].tolist(), strict=True))
     fn = partial(
         crop_one,
         margin=margin,
@@ -92,7 +118,8 @@ def crop(
         without_box=without_box,
         jpeg_quality=jpeg_quality,
     )
-    results = map_with_progress(fn, list(zip(df["clean_path"], dst, bboxes, strict=True)), workers, "crop")
+    # Crops of large boxes decode at full resolution: let Pillow reuse its freed buffers (see tune_allocator).
+    results = map_with_progress(fn, jobs, workers, "crop", setup=tune_allocator)
     columns = list(zip(*results, strict=True)) or [(), (), ()]  # an empty manifest passes through empty
     source, reason, detail = (pd.Series(col, index=df.index, dtype=object) for col in columns)
     df["crop_path"] = pd.Series(dst, dtype="string")

@@ -39,12 +39,17 @@ def filter_photos(df: pd.DataFrame, predictor: Predictor | None, threshold: floa
     if predictor is None or df.empty:
         df["car_prob"] = np.nan
         return StageResult("filter", len(df), df, manifest.empty_dropped(df))
-    probs = predictor.probs_paths(df["clean_path"].tolist(), progress="filter")[:, predictor.positive_index].numpy()
+    # The raw photos, decoded reduced: the model sees a few dozen px, so a 12 MP decode would be wasted work.
+    probs = predictor.probs_paths(
+        df["path"].tolist(), progress="filter", min_side=2 * predictor.preprocess.size, skip_errors=True
+    )[:, predictor.positive_index].numpy()
     df["car_prob"] = probs.astype("float64")
-    below = probs < threshold
-    reason = pd.Series(np.where(below, REASON, None), index=df.index, dtype=object)
+    unreadable = np.isnan(probs)  # verified by clean, but gone or changed since
+    below = ~unreadable & (probs < threshold)
+    reason = pd.Series(np.select([unreadable, below], ["unreadable_at_filter", REASON], None), index=df.index)
     detail = pd.Series([f"car_prob {p:.3f} < {threshold}" if b else "" for p, b in zip(probs, below, strict=True)])
-    return StageResult("filter", len(df), df.loc[~below].copy(), manifest.drop_rows(df, "filter", reason, detail))
+    dropped = manifest.drop_rows(df, "filter", reason.astype(object), detail)
+    return StageResult("filter", len(df), df.loc[reason.isna()].copy(), dropped)
 
 
 def truth_kinds(truth_file: Path) -> dict[str, str] | None:

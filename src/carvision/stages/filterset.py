@@ -29,7 +29,7 @@ from carvision.stages.split import SPLITS, split
 def prepare(s: Settings, staging: Path) -> StageResult:
     """All four steps in `staging`; the result's drops carry the step (drop_stage) that made them."""
     listed = ingest("folder", s.filterset.root)
-    cleaned = clean_with(listed.kept, staging / "clean", s.clean)
+    cleaned = clean_with(listed.kept, s.clean)
     # No boxes here: the filter judges whole photos, so whole photos it learns on.
     cropped = crop_with(cleaned.kept.assign(car_prob=np.nan), staging, s.crop, without_box="keep")
     result, _ = split(
@@ -49,9 +49,9 @@ def main(cfg: DictConfig) -> dict:
     out = Path(s.paths.filterset)
     with atomic_dir(out) as staging:
         result = prepare(s, staging)
-        for column in ("clean_path", "crop_path"):
-            stage_io.rebase(result, column, staging, out)
-        report = stage_io.save_stage(result, staging, Path(s.paths.reports) / "filterset", [], "class_name")
+        stage_io.rebase(result, "crop_path", staging, out)
+        report = stage_io.write_stage_data(result, staging, [])
+    stage_io.publish_reports(report, result.kept["class_name"], Path(s.paths.reports) / "filterset")
     by_split = result.kept.groupby(["split", "class_name"]).size().to_dict()
     print(f"{stage_io.summary(report)}; images per split and class {by_split}")
     return report
