@@ -107,7 +107,7 @@ class CleanSettings:
     min_side: int = doc(32, "px; smaller photos are thumbnails with no make/model detail")
     max_pixels: int = doc(40_000_000, "refuse larger images before decoding them (decompression bombs)")
     near_duplicate_bits: int = doc(4, "max Hamming distance between 64-bit pHashes of near duplicates")
-    decode_side: int = doc(256, "px; verification and the pHash decode JPEGs at the smallest scale at least this")
+    decode_side: int = doc(64, "px; verification and the pHash decode JPEGs at the smallest scale at least this")
     workers: int = doc(0, "decode processes; 0 = one per CPU core")
 
 

@@ -39,7 +39,7 @@ class Inspected:
     detail: str = ""
 
 
-def inspect_one(path: str, *, min_side: int, max_pixels: int, decode_side: int) -> Inspected:
+def inspect_one(path: str, *, min_side: int, max_pixels: int, decode_side: int = 64) -> Inspected:
     """Verifies one photo by decoding it and returns its upright size, hashes and how it reads; writes nothing.
 
     The decode is reduced (a JPEG's DCT scaling to the smallest scale whose shorter side is >= decode_side):
@@ -93,7 +93,7 @@ def clean(
     min_side: int,
     max_pixels: int,
     near_duplicate_bits: int,
-    decode_side: int = 256,
+    decode_side: int = 64,
     workers: int = 1,
 ) -> StageResult:
     """Inspects every photo (in `workers` processes) and returns the kept rows, with their facts, and the
