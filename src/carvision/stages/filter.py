@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,10 @@ from omegaconf import DictConfig
 
 from carvision import manifest, settings, stage_io
 from carvision.config import load_params
-from carvision.inference import Predictor
 from carvision.manifest import StageResult
+
+if TYPE_CHECKING:
+    from carvision.inference import Predictor
 
 REASON = "not_a_car_photo"
 
@@ -27,6 +30,8 @@ def load_filter(model: str, tracking_uri: str, batch_size: int) -> Predictor | N
     """The car-filter model that `filter.model` names, or None for `none`."""
     if model.strip().lower() == "none":
         return None
+    from carvision.inference import Predictor  # torch and timm: ~10 s of imports, only when there is a model
+
     predictor = Predictor.load(model, tracking_uri=tracking_uri, batch_size=batch_size)
     if predictor.positive_index is None:
         raise ValueError(f"filter.model {model} is a '{predictor.task}' model with no positive class, not a car filter")
