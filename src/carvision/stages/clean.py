@@ -20,7 +20,7 @@ from carvision import manifest, settings, stage_io
 from carvision.config import load_params
 from carvision.images import ImageRejected, decode, read_image_bytes
 from carvision.manifest import StageResult
-from carvision.near_duplicates import close_pairs, connected_groups, hex_to_uint64
+from carvision.near_duplicates import groups_within, hex_to_uint64
 from carvision.parallel import map_with_progress
 from carvision.settings import CleanSettings
 
@@ -58,7 +58,7 @@ def inspect_one(path: str, *, min_side: int, max_pixels: int, decode_side: int =
     return Inspected(width, height, hashlib.sha256(data).hexdigest(), str(imagehash.phash(d.image)), **facts)
 
 
-def duplicate_reasons(df: pd.DataFrame, near_bits: int) -> tuple[pd.Series, pd.Series]:
+def duplicate_reasons(df: pd.DataFrame, near_bits: int, workers: int = 1) -> tuple[pd.Series, pd.Series]:
     """Drop reasons for exact duplicates (same file bytes) and near duplicates (phash within near_bits).
 
     The first photo of an exact-duplicate set is kept; of a near-duplicate group, the one with the most
@@ -71,19 +71,19 @@ def duplicate_reasons(df: pd.DataFrame, near_bits: int) -> tuple[pd.Series, pd.S
     reason[exact] = "exact_duplicate"
     detail[exact] = "of " + first[exact]
     rest = df.loc[~exact]
-    pairs = close_pairs(hex_to_uint64(rest["phash"].tolist()), near_bits)
-    groups = connected_groups(len(rest), pairs)
+    if rest.empty:
+        return reason, detail
+    groups = groups_within(hex_to_uint64(rest["phash"].tolist()), near_bits, workers=workers)
     area = (rest["width"] * rest["height"]).to_numpy()
-    # Order by (group, -area, position) so that the first row of each group is the one to keep.
+    # Order by (group, -area, position): the first row of each group is the one to keep.
     order = np.lexsort((np.arange(len(rest)), -area, groups))
-    keep_pos = {}
-    for pos in order:
-        keep_pos.setdefault(groups[pos], pos)
+    first_in_group = np.r_[True, groups[order][1:] != groups[order][:-1]]
+    keeper_of_group = pd.Series(order[first_in_group], index=groups[order][first_in_group])
+    keeper = keeper_of_group.reindex(groups).to_numpy()  # per row: the position of its group's keeper
+    near = keeper != np.arange(len(rest))
     ids = rest["image_id"].to_numpy()
-    for pos, g in enumerate(groups):
-        if keep_pos[g] != pos:
-            reason[rest.index[pos]] = "near_duplicate"
-            detail[rest.index[pos]] = f"of {ids[keep_pos[g]]}"
+    reason[rest.index[near]] = "near_duplicate"
+    detail[rest.index[near]] = ["of " + i for i in ids[keeper[near]]]
     return reason, detail
 
 
@@ -108,7 +108,7 @@ def clean(
         df[col] = info[col].astype("string")
     reason, detail = info["reason"].astype(object), info["detail"].astype(object)
     decoded = reason.isna()
-    dup_reason, dup_detail = duplicate_reasons(df.loc[decoded], near_duplicate_bits)
+    dup_reason, dup_detail = duplicate_reasons(df.loc[decoded], near_duplicate_bits, workers)
     dup = dup_reason.dropna().index
     reason.loc[dup], detail.loc[dup] = dup_reason[dup], dup_detail[dup]
     dropped = manifest.drop_rows(df, "clean", reason, detail)
