@@ -145,6 +145,7 @@ class SplitSettings:
     merge_years: bool = doc(True, "one class per make and model; false: one per make, model and year")
     max_images_per_class: int = doc(0, "cap: larger classes are subsampled (seeded, by whole groups); 0 = no cap")
     official: bool = doc(False, "keep the source's own train/test split (Stanford Cars); val is carved from train")
+    workers: int = doc(0, "near-duplicate search processes (worth it from ~500k photos); 0 = one per CPU core")
 
 
 @dataclass(frozen=True)
