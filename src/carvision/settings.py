@@ -49,7 +49,7 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ScrapeSettings:
-    listings: str = doc("data/raw/listings-urls.csv", "CSV: ad_id, make, model, submodel|year, image_urls|images")
+    listings: str = doc("raw/listings-urls.csv", "CSV: ad_id, make, model, submodel|year, image_urls|images")
     url_template: str | None = doc(None, "with an `images` column: e.g. https://host/{ad_id}/{image}.jpg")
     out: str = doc("data/raw/scrape", "where listings.csv, images/<ad_id>/<content hash>.jpg and the report go")
     concurrency: int = doc(16, "downloads in flight at once")
