@@ -93,6 +93,9 @@ def test_dvc_repro_trains_evaluates_and_registers_every_task(repo: Path):
     assert "Running stage" not in sh(["dvc", "repro"], repo)
 
 
+# Slow: two more trainings and evaluations in subprocesses (~2.5 min on 2 cores), which would take `make test` past
+# its 10 minutes; `make test-slow` runs it.
+@pytest.mark.slow
 def test_exp_run_recomposes_params_and_reruns_only_what_depends_on_them(repo: Path):
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "baseline"], repo)
