@@ -150,7 +150,7 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = doc(12, "passes over the train split")
+    epochs: int = doc(20, "passes over the train split")
     batch_size: int = doc(64, "images per step")
     lr: float = doc(0.003, "AdamW learning rate, cosine-decayed to 0 over the epochs")
     weight_decay: float = doc(0.0001, "AdamW weight decay")
