@@ -57,7 +57,8 @@ def test_columns_after_follows_the_stage_order():
     assert columns_after("ingest") == INGEST_COLUMNS
     assert columns_after("clean") == INGEST_COLUMNS + CLEAN_COLUMNS
     assert columns_after("filter") == INGEST_COLUMNS + CLEAN_COLUMNS + ["car_prob"]
-    assert columns_after("crop") == INGEST_COLUMNS + CLEAN_COLUMNS + ["car_prob", "crop_path", "crop_source"]
+    crop_columns = ["crop_path", "crop_source", "car_box", "car_box_score"]
+    assert columns_after("crop") == INGEST_COLUMNS + CLEAN_COLUMNS + ["car_prob", *crop_columns]
     assert columns_after("split") == [c.name for c in SCHEMA]
     for earlier, later in zip(STAGES, STAGES[1:], strict=False):
         assert set(columns_after(earlier)) < set(columns_after(later))

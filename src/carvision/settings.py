@@ -124,7 +124,30 @@ class FilterSetSettings:
 
 
 @dataclass(frozen=True)
+class DetectorSettings:
+    name: Literal["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn_v2"] = doc(
+        "fasterrcnn_mobilenet_v3_large_fpn", "torchvision COCO detector: mobilenet for speed, resnet50 v2 for quality"
+    )
+    weights_file: str | None = doc(None, "local detector weights (offline machines); null: torchvision's hub")
+    detect_side: int = doc(512, "px; photos decode (reduced) to at least this shorter side for the detector")
+    min_size: int = doc(512, "px; the detector's own resize of the shorter side")
+    max_size: int = doc(853, "px; ... unless the longer side would exceed this")
+    score_thresh: float = doc(0.05, "boxes below this score are not returned at all")
+    min_score: float = doc(0.5, "car/truck boxes below this score are ignored by the policy")
+    rank: Literal["area", "area_score"] = doc("area", "the listing's car: the largest box, or area x score")
+    min_box_fraction: float = doc(0.1, "a chosen box smaller than this share of the photo drops it as partial_car")
+    include_bus: bool = doc(False, "count buses (COCO 6) as cars too")
+    without_car: Literal["drop", "keep"] = doc("drop", "no car found: drop (no_car_found) or keep the whole photo")
+    batch_size: int = doc(8, "photos per detector batch")
+    half: bool = doc(True, "fp16 autocast on CUDA (ignored on the CPU)")
+
+
+@dataclass(frozen=True)
 class CropSettings:
+    method: Literal["boxes", "detector", "full"] = doc(
+        "boxes", "boxes: annotation boxes; detector: the largest detected car or truck; full: whole photos"
+    )
+    detector: DetectorSettings = doc(DetectorSettings(), "the detector and its box policy (method: detector)")
     max_side: int = doc(128, "px; crops are shrunk so that their longer side is at most this")
     margin: float = doc(0.05, "fraction of the box width/height added on each side")
     min_box_side: int = doc(12, "px; smaller boxes are annotation errors or far-away cars")

@@ -199,3 +199,92 @@ def test_a_photo_changed_since_clean_is_dropped_not_cropped_wrong(crop_input, tm
     result = crop.crop(df, tmp_path / "crop", margin=0.05, min_box_side=4, max_side=64)
     result.check(list(df.columns))
     assert sorted(result.dropped["drop_reason"]) == ["changed_since_clean", "missing_file"]
+
+
+# --- crop.method: detector ----------------------------------------------------------------------------------------
+
+
+def _red_box_detector(monkeypatch) -> None:
+    """A stand-in detector that boxes the red pixels of each (reduced) photo as a car with score 0.9, so that the
+    stage's plumbing is checked against known boxes; the real detector's loading and mapping are tested in
+    tests/detection/."""
+    import torch
+
+    from carvision.detection import detector as det
+
+    def detect(model, images, *, device, half=False):
+        out = []
+        for im in images:
+            a = np.asarray(im.convert("RGB"), dtype=int)
+            ys, xs = np.nonzero((a[..., 0] > 200) & (a[..., 1] < 60) & (a[..., 2] < 60))
+            if len(xs) == 0:
+                out.append(det.Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+                continue
+            box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
+            out.append(det.Detections(np.array(box, np.float32), np.array([0.9], np.float32), np.array([det.COCO_CAR])))
+        return out
+
+    monkeypatch.setattr(det, "load_detector", lambda *a, **k: torch.nn.Linear(1, 1))
+    monkeypatch.setattr(det, "detect", detect)
+
+
+def test_detector_method_crops_the_detected_car_and_drops_with_reasons(crop_input, tmp_path, monkeypatch):
+    _red_box_detector(monkeypatch)
+    w, h = 800, 600
+    photos = {"car": (450, 150, 750, 350), "far": (5, 5, 100, 75), "none": None}
+    df = crop_input.iloc[[0, 1, 2, 3]].copy().reset_index(drop=True)
+    paths = []
+    for name, box in photos.items():
+        im = Image.new("RGB", (w, h), (0, 0, 255))
+        if box:
+            im.paste((255, 0, 0), box)
+        _rotated_photo(tmp_path / f"{name}.jpg", im, 6)  # stored turned: boxes must come back upright
+        paths.append(str(tmp_path / f"{name}.jpg"))
+    (tmp_path / "broken.jpg").write_bytes((tmp_path / "car.jpg").read_bytes()[:5000])
+    df["path"], df["width"], df["height"] = [*paths, str(tmp_path / "broken.jpg")], w, h
+    result = crop.crop(df, tmp_path / "crop", margin=0.0, min_box_side=4, max_side=64, method="detector")
+    result.check(list(df.columns))
+    fate = dict(zip(result.dropped["image_id"], result.dropped["drop_reason"], strict=True))
+    ids = df["image_id"].tolist()
+    assert fate == {ids[1]: "partial_car", ids[2]: "no_car_found", ids[3]: "truncated_image"}
+    row = result.kept.iloc[0]
+    assert row["crop_source"] == "detector" and row["car_box_score"] == pytest.approx(0.9)
+    assert np.allclose(row["car_box"], photos["car"], atol=4)  # JPEG edges blur by a pixel or two
+    with Image.open(row["crop_path"]) as im:
+        px = np.asarray(im.convert("RGB"), dtype=int)
+    assert px[2:-2, 2:-2, 0].min() > 200 and px[2:-2, 2:-2, 2].max() < 60
+
+
+def test_detector_method_with_a_real_detector_from_a_weights_file(crop_input, tmp_path):
+    """A randomly initialised torchvision detector saved to a file (no download): the stage runs, and every photo is
+    either cropped to a box inside it, with its score, or dropped with a policy reason."""
+    import torch
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    from carvision.settings import DetectorSettings
+
+    torch.manual_seed(0)
+    weights = tmp_path / "detector.pt"
+    torch.save(
+        fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict(), weights
+    )
+    df = crop_input.iloc[:4].copy()
+    settings = DetectorSettings(
+        weights_file=str(weights),
+        detect_side=96,
+        min_size=96,
+        max_size=160,
+        min_score=0.0,
+        score_thresh=0.0,
+        min_box_fraction=0.0,
+        batch_size=2,
+    )
+    result = crop.crop(
+        df, tmp_path / "crop", margin=0.05, min_box_side=1, max_side=64, method="detector", detector=settings
+    )
+    result.check(list(df.columns))
+    assert set(result.dropped["drop_reason"]) <= {"no_car_found"}
+    for row in result.kept.itertuples():
+        x0, y0, x1, y1 = row.car_box
+        assert 0 <= x0 < x1 <= row.width and 0 <= y0 < y1 <= row.height
+        assert row.crop_source == "detector" and 0 <= row.car_box_score <= 1

@@ -19,7 +19,7 @@ from carvision.images import ImageRejected, decode, read_image_bytes, tune_alloc
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
 from carvision.safe_names import image_output_path
-from carvision.settings import CropSettings
+from carvision.settings import CropSettings, DetectorSettings
 
 
 def crop_box(
@@ -89,6 +89,41 @@ def crop_one(
     return ("bbox" if box else "full_image"), None, ""
 
 
+def detector_boxes(df: pd.DataFrame, d: DetectorSettings) -> tuple[list, list[float], pd.Series, pd.Series]:
+    """(box or None per row, its score (NaN for none), drop reason, detail) from the detector and its policy."""
+    from carvision.detection.policy import CropPolicy
+    from carvision.detection.run import DetectorRun, detect_decisions
+
+    policy = CropPolicy(
+        include_bus=d.include_bus,
+        min_score=d.min_score,
+        rank=d.rank,
+        min_box_fraction=d.min_box_fraction,
+        without_car=d.without_car,
+        margin=0.0,  # the crop adds crop.margin, as it does to annotation boxes
+    )
+    run = DetectorRun(
+        d.name, d.weights_file, d.detect_side, d.min_size, d.max_size, d.score_thresh, d.batch_size, d.half
+    )
+    sizes = list(zip(df["width"].tolist(), df["height"].tolist(), strict=True))
+    decisions = detect_decisions(df["path"].tolist(), sizes, run, policy)
+    boxes, scores = [], []
+    reason = pd.Series(None, index=df.index, dtype=object)
+    detail = pd.Series("", index=df.index, dtype=object)
+    for i, dec in zip(df.index, decisions, strict=True):
+        if isinstance(dec, ImageRejected):
+            reason[i], detail[i] = dec.reason, dec.detail
+            boxes.append(None)
+            scores.append(math.nan)
+            continue
+        if dec.reason:
+            reason[i], detail[i] = dec.reason, dec.detail
+        kept_box = dec.detected_box if dec.source == "detector" else None
+        boxes.append(None if kept_box is None else [float(v) for v in kept_box])
+        scores.append(math.nan if dec.score is None else float(dec.score))
+    return boxes, scores, reason, detail
+
+
 def crop(
     df: pd.DataFrame,
     out_dir: Path,
@@ -99,17 +134,32 @@ def crop(
     without_box: str = "keep",
     jpeg_quality: int = 95,
     workers: int = 1,
+    method: str = "boxes",
+    detector: DetectorSettings | None = None,
 ) -> StageResult:
+    """Crops every photo to its car: the annotation box (method boxes), the detector's (detector), or none (full)."""
     if without_box not in ("keep", "drop"):
         raise ValueError(f"crop.without_box must be keep or drop, not '{without_box}'")
+    if method not in ("boxes", "detector", "full"):
+        raise ValueError(f"crop.method must be boxes, detector or full, not '{method}'")
     df = df.reset_index(drop=True).copy()
     dst = [
         # Keyed on image_id, which is unique: two files of one listing may share a name in different folders.
         str(image_output_path(out_dir / "images", lid, image_id.removeprefix(f"{lid}/")))
         for lid, image_id in zip(df["listing_id"], df["image_id"], strict=True)
     ]
-    bboxes = [None if b is None else [float(v) for v in b] for b in df["bbox"]]
-    jobs = list(zip(df["path"], dst, bboxes, df["width"].tolist(), df["height"].tolist(), strict=True))
+    reason = pd.Series(None, index=df.index, dtype=object)
+    detail = pd.Series("", index=df.index, dtype=object)
+    scores = [math.nan] * len(df)
+    if method == "detector":
+        boxes, scores, reason, detail = detector_boxes(df, detector or DetectorSettings())
+        without_box = "keep"  # a kept photo without a box is one the policy keeps whole (without_car: keep)
+    elif method == "full":
+        boxes = [None] * len(df)
+    else:
+        boxes = [None if b is None else [float(v) for v in b] for b in df["bbox"]]
+    todo = reason.isna().to_numpy().nonzero()[0]
+    jobs = [(df.at[i, "path"], dst[i], boxes[i], int(df.at[i, "width"]), int(df.at[i, "height"])) for i in todo]
     fn = partial(
         crop_one,
         margin=margin,
@@ -120,17 +170,26 @@ def crop(
     )
     # Crops of large boxes decode at full resolution: let Pillow reuse its freed buffers (see tune_allocator).
     results = map_with_progress(fn, jobs, workers, "crop", setup=tune_allocator)
-    columns = list(zip(*results, strict=True)) or [(), (), ()]  # an empty manifest passes through empty
-    source, reason, detail = (pd.Series(col, index=df.index, dtype=object) for col in columns)
+    source = pd.Series("", index=df.index, dtype=object)
+    for i, (src, why, more) in zip(todo, results, strict=True):
+        source[i], reason[i], detail[i] = src or "", why, more
+    if method == "detector":
+        source = source.replace("bbox", "detector")
     df["crop_path"] = pd.Series(dst, dtype="string")
-    df["crop_source"] = source.fillna("").astype("string")
+    df["crop_source"] = source.astype("string")
+    df["car_box"] = pd.Series(
+        [b if src in ("bbox", "detector") else None for b, src in zip(boxes, source, strict=True)], dtype=object
+    )
+    df["car_box_score"] = pd.Series(scores, dtype="float64")
     dropped = manifest.drop_rows(df, "crop", reason, detail)
     return StageResult("crop", len(df), df.loc[reason.isna()].copy(), dropped)
 
 
-def crop_with(df: pd.DataFrame, out_dir: Path, c: CropSettings, without_box: str | None = None) -> StageResult:
-    """`crop` with the crop section's settings (the stage, and the filterset stage, use it); `without_box`
-    overrides the section's."""
+def crop_with(
+    df: pd.DataFrame, out_dir: Path, c: CropSettings, without_box: str | None = None, method: str | None = None
+) -> StageResult:
+    """`crop` with the crop section's settings (the stage, and the filterset stage, use it); `without_box` and
+    `method` override the section's."""
     return crop(
         df,
         out_dir,
@@ -140,6 +199,8 @@ def crop_with(df: pd.DataFrame, out_dir: Path, c: CropSettings, without_box: str
         without_box=without_box or c.without_box,
         jpeg_quality=c.jpeg_quality,
         workers=c.workers,
+        method=method or c.method,
+        detector=c.detector,
     )
 
 

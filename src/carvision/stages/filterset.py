@@ -31,7 +31,7 @@ def prepare(s: Settings, staging: Path) -> StageResult:
     listed = ingest("folder", s.filterset.root)
     cleaned = clean_with(listed.kept, s.clean)
     # No boxes here: the filter judges whole photos, so whole photos it learns on.
-    cropped = crop_with(cleaned.kept.assign(car_prob=np.nan), staging, s.crop, without_box="keep")
+    cropped = crop_with(cleaned.kept.assign(car_prob=np.nan), staging, s.crop, without_box="keep", method="full")
     result, _ = split(
         cropped.kept,
         fractions={name: getattr(s.split, name) for name in SPLITS},
