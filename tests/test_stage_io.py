@@ -112,6 +112,8 @@ def _crop_build(input_df: pd.DataFrame, fail: bool = False):
             raise RuntimeError("killed half way")
         kept["crop_path"] = pd.Series(paths, index=kept.index, dtype="string")
         kept["crop_source"] = pd.Series("full_image", index=kept.index, dtype="string")
+        kept["car_box"] = pd.Series([None] * len(kept), index=kept.index, dtype=object)
+        kept["car_box_score"] = float("nan")
         return StageResult("crop", len(kept), kept, manifest.empty_dropped(kept))
 
     return build
