@@ -4,6 +4,9 @@ stages run once per session so that training tests start from a real split manif
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 # Tests never reach the hub (CI has no internet): fail fast instead of waiting on network timeouts.
 # huggingface_hub reads this when it is imported, so it must be set before anything imports timm.
@@ -37,6 +40,47 @@ TINY_TRAIN = [
     "tasks.car_filter.train.epochs=2",
     "tasks.car_filter.train.batch_size=32",
 ]
+
+
+# What a throw-away copy of the project needs to run its DVC pipelines (tests/test_dvc_*.py).
+PROJECT_ITEMS = ("conf", "src", "pipelines", "class_merge", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore")
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    """Runs a command (dvc, git, python) with this environment's tools first on PATH; its output, or a failed
+    assertion with the output's end."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def copy_project(root: Path) -> Path:
+    """Copies the project's pipeline files into `root` (not this checkout's DVC cache and state)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for item in PROJECT_ITEMS:
+        src = REPO / item
+        if src.is_dir():
+            skip = ("__pycache__", "cache", "tmp") if item == ".dvc" else ("__pycache__",)
+            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns(*skip))
+        else:
+            shutil.copy(src, root / item)
+    return root
+
+
+def commit_project(root: Path) -> None:
+    """Composes params.yaml from the copy's conf/ and commits everything in a new git repo."""
+    sh([sys.executable, "-m", "carvision.config"], root)
+    sh(["git", "init", "-q"], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "init"], root)
 
 
 def overrides_for(root: Path, data_root: Path | None = None) -> list[str]:

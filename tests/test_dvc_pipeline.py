@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from carvision.tracking import connect
-from conftest import REPO
+from conftest import commit_project, copy_project, sh
 
 # A pipeline that runs in about a minute on 2 cores: small sample, 32 px model, 1 epoch, gate wide open.
 SMALL = {
@@ -39,20 +35,6 @@ STAGES = ("sample", "ingest", "clean", "filterset", "filter", "crop", "split")
 REGISTRY = {"car_filter": "car-filter", "make_model": "car-classifier", "viewpoint": "car-viewpoint"}
 
 
-def sh(args: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
-
-
 def deep_update(d: dict, u: dict) -> dict:
     for k, v in u.items():
         d[k] = deep_update(d.get(k, {}), v) if isinstance(v, dict) else v
@@ -61,19 +43,11 @@ def deep_update(d: dict, u: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dvc") / "project"
-    for item in ("conf", "src", "pipelines", "class_merge", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item if src.is_dir() else root)
-    shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)
-    shutil.rmtree(root / ".dvc" / "tmp", ignore_errors=True)
+    root = copy_project(tmp_path_factory.mktemp("dvc") / "project")
     for name, change in SMALL.items():
         f = root / "conf" / name
         f.write_text(yaml.safe_dump(deep_update(yaml.safe_load(f.read_text()), change), sort_keys=False))
-    sh([sys.executable, "-m", "carvision.config"], root)
-    sh(["git", "init", "-q"], root)
-    sh(["git", "add", "-A"], root)
-    sh(["git", "commit", "-qm", "init"], root)
+    commit_project(root)
     return root
 
 

@@ -19,10 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +33,7 @@ from PIL import Image
 from carvision import manifest
 from carvision.stages import clean, crop, filter, ingest, split
 from carvision.stages.scrape import scrape
-from conftest import REPO, make_cfg
+from conftest import commit_project, copy_project, make_cfg, sh
 
 LISTING_PATTERN = r"^(?P<listing>[^_]+)_\d+_"
 CLASS_PATTERN = r"^(?P<make>[^_]+)_(?P<model>.+)_(?P<year>\d{4})$"
@@ -205,41 +201,16 @@ def test_a_scrape_goes_through_the_data_stages(tmp_path: Path, server: FaultServ
 # --- slow: DVC runs each reader as the ingest of an experiment --------------------------------------------------
 
 
-def sh(args: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory: pytest.TempPathFactory, server: FaultServer) -> tuple[Path, dict[str, Input]]:
     """A git + DVC copy of the project with each reader's raw input committed under raw/."""
-    root = tmp_path_factory.mktemp("dvc") / "project"
-    root.mkdir()
-    for item in ("conf", "src", "pipelines", "class_merge", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
-        src = REPO / item
-        if src.is_dir():  # not the cache and state of this checkout's DVC
-            skip = ("__pycache__", "cache", "tmp") if item == ".dvc" else ("__pycache__",)
-            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns(*skip))
-        else:
-            shutil.copy(src, root / item)
+    root = copy_project(tmp_path_factory.mktemp("dvc") / "project")
     inputs = {
         "folder": write_folder(root / "raw" / "folder"),
         "stanford": write_stanford(root / "raw" / "stanford"),
         "scrape": write_listings(root / "raw" / "listings-urls.csv", server, "dvc"),
     }
-    sh([sys.executable, "-m", "carvision.config"], root)
-    sh(["git", "init", "-q"], root)
-    sh(["git", "add", "-A"], root)
-    sh(["git", "commit", "-qm", "init"], root)
+    commit_project(root)
     return root, inputs
 
 

@@ -31,16 +31,27 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from tqdm import tqdm
 
+from carvision.images import sniff_format
+
 PART_SUFFIX = ".part"
 USER_AGENT = "carvision-scraper/0.1"  # identifies us in servers' logs
-SNIFF_BYTES = 64  # enough for every signature below, ftyp boxes with a few compatible brands included
+SNIFF_BYTES = 64  # what images.sniff_format reads: every signature, ftyp boxes with a few compatible brands
 CHUNK_BYTES = 64 * 1024
 MAX_RETRY_AFTER_S = 60.0  # a server's Retry-After is honoured up to this; longer waits are not worth a worker
 ALLOWED_CONTENT_TYPES = ("application/octet-stream",)  # besides image/*
 
 # ISO-BMFF brands (the `ftyp` box) of HEIF-family files: AVIF first, because AVIF files often list mif1 too.
-_AVIF_BRANDS = {b"avif", b"avis"}
-_HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+# Formats by content (images.sniff_format) -> the extension a downloaded photo is stored under.
+_EXTENSIONS = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "GIF": "gif",
+    "WEBP": "webp",
+    "TIFF": "tiff",
+    "BMP": "bmp",
+    "AVIF": "avif",
+    "HEIF": "heic",
+}
 
 
 @dataclass(frozen=True)
@@ -93,29 +104,9 @@ def unsupported_url(url: str) -> str | None:
 
 
 def sniff_image(head: bytes) -> str | None:
-    """The file extension of the image format whose signature `head` (a body's first bytes) starts with, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    # BMP: "BM", the file size, then 4 reserved bytes that are zero; the zeros keep text starting "BM" out.
-    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
-        return "bmp"
-    if head[4:8] == b"ftyp":
-        box_end = min(int.from_bytes(head[:4], "big"), len(head))
-        # The major brand (bytes 8-12) and the compatible brands after the minor version (from byte 16).
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
-        if brands & _AVIF_BRANDS:
-            return "avif"
-        if brands & _HEIC_BRANDS:
-            return "heic"
-    return None
+    """The file extension of the image format whose signature `head` (a body's first bytes) starts with, or None
+    (also for formats a photo is not saved in, such as JPEG 2000)."""
+    return _EXTENSIONS.get(sniff_format(head))
 
 
 def remove_partials(root: str | Path) -> int:

@@ -156,8 +156,9 @@ def read_image_bytes(path: str | Path, *, max_bytes: int = MAX_BYTES) -> bytes:
 
 def sniff_format(data: bytes) -> str | None:
     """The image format that the first bytes announce (None when none does); used to tell a broken image from a
-    file that is not an image, and to load the HEIF plugin only when needed."""
-    head = data[:32]
+    file that is not an image, to load the HEIF plugin only when needed, and by the scrape to refuse an HTML page
+    served as an image."""
+    head = data[:64]
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -168,10 +169,13 @@ def sniff_format(data: bytes) -> str | None:
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
-    if head.startswith(b"BM"):
+    # BMP: "BM", the file size, then 4 reserved bytes that are zero; the zeros keep text starting "BM" out.
+    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
         return "BMP"
     if head[4:8] == b"ftyp":
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(len(head), 32), 4)}
+        box_end = min(int.from_bytes(head[:4], "big"), len(head))
+        # The major brand (bytes 8-12) and the compatible brands after the minor version (from byte 16).
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
         if brands & _AVIF_BRANDS:
             return "AVIF"
         if brands & _HEIF_BRANDS:
