@@ -10,45 +10,45 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carvision import manifest
+from carvision import cropping, manifest
+from carvision.cropping import margin_box
 from carvision.stages import crop
-from carvision.stages.crop import crop_box
 
-# --- crop_box ---------------------------------------------------------------------------------------------------
+# --- margin_box--------------------------------------------------------------------------------------------------
 
 
 def test_no_box_means_whole_image():
-    assert crop_box(None, 100, 80, 0.05, 12) == (None, None)
+    assert margin_box(None, 100, 80, 0.05, 12) == (None, None)
 
 
 def test_margin_is_a_fraction_of_the_box():
-    assert crop_box([10, 20, 50, 60], 100, 100, 0.1, 12) == ((6, 16, 54, 64), None)
-    assert crop_box([10, 20, 50, 60], 100, 100, 0.0, 12) == ((10, 20, 50, 60), None)
-    assert crop_box([10.4, 20.6, 49.6, 60.4], 100, 100, 0.0, 12) == ((10, 21, 50, 60), None)
+    assert margin_box([10, 20, 50, 60], 100, 100, 0.1, 12) == ((6, 16, 54, 64), None)
+    assert margin_box([10, 20, 50, 60], 100, 100, 0.0, 12) == ((10, 20, 50, 60), None)
+    assert margin_box([10.4, 20.6, 49.6, 60.4], 100, 100, 0.0, 12) == ((10, 21, 50, 60), None)
 
 
 def test_box_is_clamped_to_the_image():
-    assert crop_box([2, 3, 98, 79], 100, 80, 0.1, 12) == ((0, 0, 100, 80), None)
-    assert crop_box([-20, -10, 50, 40], 100, 80, 0.0, 12) == ((0, 0, 50, 40), None)
-    assert crop_box([60, 50, 140, 120], 100, 80, 0.0, 12) == ((60, 50, 100, 80), None)
+    assert margin_box([2, 3, 98, 79], 100, 80, 0.1, 12) == ((0, 0, 100, 80), None)
+    assert margin_box([-20, -10, 50, 40], 100, 80, 0.0, 12) == ((0, 0, 50, 40), None)
+    assert margin_box([60, 50, 140, 120], 100, 80, 0.0, 12) == ((60, 50, 100, 80), None)
 
 
 @pytest.mark.parametrize(
     "bbox", [[200, 200, 300, 300], [-50, -40, -10, -5], [120, 10, 160, 50], [10, 90, 50, 120], [100, 0, 130, 40]]
 )
 def test_box_outside_image(bbox):
-    assert crop_box(bbox, 100, 80, 0.0, 12) == (None, "box_outside_image")
+    assert margin_box(bbox, 100, 80, 0.0, 12) == (None, "box_outside_image")
 
 
 @pytest.mark.parametrize("bbox", [[50, 50, 10, 10], [10, 50, 50, 10], [10, 10, 10, 50], [10, 10, 50, 10]])
 def test_inverted_or_empty_box_is_invalid(bbox):
-    assert crop_box(bbox, 100, 80, 0.05, 12) == (None, "invalid_box")
+    assert margin_box(bbox, 100, 80, 0.05, 12) == (None, "invalid_box")
 
 
 def test_tiny_box_is_too_small():
-    assert crop_box([10, 10, 15, 40], 100, 80, 0.0, 12) == (None, "box_too_small")
-    assert crop_box([95, 10, 130, 60], 100, 80, 0.0, 12) == (None, "box_too_small")  # small once clamped
-    assert crop_box([10, 10, 22, 22], 100, 80, 0.0, 12) == ((10, 10, 22, 22), None)  # exactly min_box_side
+    assert margin_box([10, 10, 15, 40], 100, 80, 0.0, 12) == (None, "box_too_small")
+    assert margin_box([95, 10, 130, 60], 100, 80, 0.0, 12) == (None, "box_too_small")  # small once clamped
+    assert margin_box([10, 10, 22, 22], 100, 80, 0.0, 12) == ((10, 10, 22, 22), None)  # exactly min_box_side
 
 
 # --- the prepared sample ----------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_crops_are_bounded_jpegs_of_the_right_box(prepared, crops):
         with Image.open(row.crop_path) as im:
             assert im.format == "JPEG" and im.mode == "RGB"
             assert max(im.size) <= c.max_side
-            box, reason = crop_box(row.bbox, row.width, row.height, c.margin, c.min_box_side)
+            box, reason = margin_box(row.bbox, row.width, row.height, c.margin, c.min_box_side)
             assert reason is None
             left, top, right, bottom = box if box else (0, 0, row.width, row.height)
             assert im.size == _thumb((right - left, bottom - top), c.max_side)
@@ -183,7 +183,7 @@ def test_crop_of_a_large_rotated_photo_decodes_reduced_and_cuts_the_upright_box(
     _rotated_photo(tmp_path / "p.jpg", upright, orientation)
     df = crop_input.iloc[[0]].copy()
     df["path"], df["width"], df["height"], df["bbox"] = str(tmp_path / "p.jpg"), w, h, [[float(v) for v in box]]
-    assert crop.decode_scale(box, w, h, 64) == pytest.approx(64 / 600)
+    assert cropping.decode_scale(box, w, h, 64) == pytest.approx(64 / 600)
     result = crop.crop(df, tmp_path / "crop", margin=0.0, min_box_side=4, max_side=64)
     assert result.dropped.empty
     with Image.open(result.kept["crop_path"].iloc[0]) as im:

@@ -1,4 +1,5 @@
 """Crop: read each raw photo, cut it to its car box (plus a margin), pass box-less photos through, bound the size.
+The cutting itself is `carvision.cropping`, which `carvision predict` and the service use too.
 
 python -m carvision.stages.crop        # reads params.yaml (DVC stage `crop`)
 """
@@ -11,41 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig
-from PIL import Image
 
 from carvision import manifest, settings, stage_io
 from carvision.config import load_params
-from carvision.images import ImageRejected, decode, read_image_bytes, tune_allocator
+from carvision.cropping import cut, margin_box
+from carvision.images import ImageRejected, read_image_bytes, tune_allocator
 from carvision.manifest import StageResult
 from carvision.parallel import map_with_progress
 from carvision.safe_names import image_output_path
 from carvision.settings import CropSettings, DetectorSettings
-
-
-def crop_box(
-    bbox: list[float] | None, width: int, height: int, margin: float, min_box_side: int
-) -> tuple[tuple[int, int, int, int] | None, str | None]:
-    """The pixel box to cut (left, top, right, bottom), or None for the whole image, and a drop reason."""
-    if bbox is None:
-        return None, None
-    x0, y0, x1, y1 = bbox
-    if not (x1 > x0 and y1 > y0):
-        return None, "invalid_box"
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    left, top = max(0, round(x0 - mx)), max(0, round(y0 - my))
-    right, bottom = min(width, round(x1 + mx)), min(height, round(y1 + my))
-    if right <= left or bottom <= top:
-        return None, "box_outside_image"
-    if min(right - left, bottom - top) < min_box_side:
-        return None, "box_too_small"
-    return (left, top, right, bottom), None
-
-
-def decode_scale(box: tuple[int, int, int, int] | None, width: int, height: int, max_side: int) -> float:
-    """The smallest decode scale at which the crop (or the whole photo) still has max_side px on its longer side:
-    the output is shrunk to max_side anyway, so decoding a 12 MP photo at 1/8 loses nothing and saves most work."""
-    w, h = (box[2] - box[0], box[3] - box[1]) if box else (width, height)
-    return min(1.0, max_side / max(w, h, 1))
 
 
 def crop_one(
@@ -63,27 +38,16 @@ def crop_one(
     job: (raw path, output path, box in upright full-resolution px or None, upright width, height from clean).
     """
     src, dst, bbox, width, height = job
-    box, reason = crop_box(bbox, width, height, margin, min_box_side)
+    box, reason = margin_box(bbox, width, height, margin, min_box_side)
     if reason:
         return None, reason, f"{bbox} in {width}x{height}"
     if box is None and without_box == "drop":
         return None, "no_car_box", ""
     try:
         # max_pixels: exactly what clean verified; a file swapped for a larger one since is refused.
-        scale = decode_scale(box, width, height, max_side)
-        d = decode(read_image_bytes(src), max_pixels=width * height, min_scale=scale)
+        im = cut(read_image_bytes(src), box, width, height, max_side, max_pixels=width * height)
     except ImageRejected as e:
         return None, e.reason, e.detail
-    if d.size != (width, height):
-        return None, "changed_since_clean", f"{d.size[0]}x{d.size[1]}, clean saw {width}x{height}"
-    im = d.image
-    if box:
-        sx, sy = im.width / width, im.height / height  # the reduced decode's scale, per axis (rounding)
-        left, top = math.floor(box[0] * sx), math.floor(box[1] * sy)
-        right, bottom = max(left + 1, math.ceil(box[2] * sx)), max(top + 1, math.ceil(box[3] * sy))
-        im = im.crop((left, top, min(right, im.width), min(bottom, im.height)))
-    # Shrink only: upscaling adds no detail, the training transform resizes anyway.
-    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     im.save(dst, "JPEG", quality=jpeg_quality)
     return ("bbox" if box else "full_image"), None, ""
@@ -91,20 +55,9 @@ def crop_one(
 
 def detector_boxes(df: pd.DataFrame, d: DetectorSettings) -> tuple[list, list[float], pd.Series, pd.Series]:
     """(box or None per row, its score (NaN for none), drop reason, detail) from the detector and its policy."""
-    from carvision.detection.policy import CropPolicy
-    from carvision.detection.run import DetectorRun, detect_decisions
+    from carvision.detection.run import DetectorRun, detect_decisions, policy_from_settings
 
-    policy = CropPolicy(
-        include_bus=d.include_bus,
-        min_score=d.min_score,
-        rank=d.rank,
-        min_box_fraction=d.min_box_fraction,
-        without_car=d.without_car,
-        margin=0.0,  # the crop adds crop.margin, as it does to annotation boxes
-    )
-    run = DetectorRun(
-        d.name, d.weights_file, d.detect_side, d.min_size, d.max_size, d.score_thresh, d.batch_size, d.half
-    )
+    policy, run = policy_from_settings(d), DetectorRun.from_settings(d)
     sizes = list(zip(df["width"].tolist(), df["height"].tolist(), strict=True))
     decisions = detect_decisions(df["path"].tolist(), sizes, run, policy)
     boxes, scores = [], []
