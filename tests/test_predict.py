@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from carvision import cli, predict
+from carvision.cropping import CropSpec, cut
 from carvision.inference import Predictor
 
 VIEWPOINTS = {"front", "front-side", "side", "back-side", "back"}
@@ -125,23 +126,36 @@ def test_good_photos_get_every_prediction(runs, trained_tasks):
 
 
 def test_answers_are_the_models_answers(runs, trained_tasks):
-    # The script wires each task's model and class to the right field: compare with the library in this process.
+    # The script wires each task's model and class to the right field, and feeds each model the photo cut as its
+    # training images were: compare with the library in this process.
     models = Path(trained_tasks.paths.models)
-    photo = runs["folder"] / "good3.jpg"
+    data = (runs["folder"] / "good3.jpg").read_bytes()
     (a,) = [a for a in json_answers(runs) if a["path"] == "good3.jpg"]
-    car = Predictor.load(models / "car_filter" / "model.ckpt", device="cpu")
-    assert a["car_prob"] == pytest.approx(float(car.probs_paths([photo])[0, car.positive_index]), abs=2e-6)
-    make = Predictor.load(models / "make_model" / "model.ckpt", device="cpu")
-    assert [t["label"] for t in a["make_model"]] == [t["label"] for t in make.top_k(make.probs_paths([photo]))[0]]
-    view = Predictor.load(models / "viewpoint" / "model.ckpt", device="cpu")
-    assert a["viewpoint"]["label"] == view.top_k(view.probs_paths([photo]), 1)[0][0]["label"]
+    # The sample's models learnt from annotation boxes, which an unlabelled photo lacks, and no detector was asked
+    # for: every model sees the whole photo, shrunk as the crop stage shrinks it.
+    assert (a["crop"], a["box"], a["box_score"]) == ("full", None, None)
+
+    def answer(task: str, k: int):
+        p = Predictor.load(models / task / "model.ckpt", device="cpu")
+        spec = CropSpec.from_hparams(p.hparams)
+        assert spec.max_side == trained_tasks.crop.max_side
+        return p, p.probs([cut(data, None, None, spec.max_side, max_pixels=MAX_PIXELS)])
+
+    car, probs = answer("car_filter", 1)
+    assert CropSpec.from_hparams(car.hparams).method == "full"  # the filter set is cropped whole
+    assert a["car_prob"] == pytest.approx(float(probs[0, car.positive_index]), abs=2e-6)
+    make, probs = answer("make_model", 5)
+    assert CropSpec.from_hparams(make.hparams).method == trained_tasks.crop.method
+    assert [t["label"] for t in a["make_model"]] == [t["label"] for t in make.top_k(probs)[0]]
+    view, probs = answer("viewpoint", 1)
+    assert a["viewpoint"]["label"] == view.top_k(probs, 1)[0][0]["label"]
 
 
 def test_bad_files_get_an_error_with_the_reason_and_no_predictions(runs):
     bad = {a["path"]: a for a in json_answers(runs) if a["path"] in BAD}
     assert set(bad) == set(BAD)
     for name, reason in BAD.items():
-        assert set(bad[name]) == {"path", "error"}, name
+        assert set(bad[name]) == {"path", "error"}, name  # no prediction, no box
         assert isinstance(bad[name]["error"], str) and bad[name]["error"].startswith(reason), (name, bad[name])
     assert str(MAX_BYTES) in bad["big.jpg"]["error"]
     assert "2500x2500" in bad["huge.png"]["error"]

@@ -3,7 +3,7 @@ service cut what they classify here too, so a model sees the same kind of input 
 
     spec = CropSpec.from_hparams(predictor.hparams)          # how the model's training images were cut
     box = margin_box(detected, width, height, spec.margin, spec.min_box_side)
-    image = cut(data, box, width, height, spec.max_side, max_pixels=40_000_000)
+    image = cut(data, box, (width, height), spec.max_side, max_pixels=40_000_000)
 
 Boxes are (left, top, right, bottom) px in the upright full-resolution photo (`carvision.images.Decoded.size`).
 """
@@ -94,8 +94,7 @@ def decode_scale(box: tuple[int, int, int, int] | None, width: int, height: int,
 def cut(
     data: bytes,
     box: tuple[int, int, int, int] | None,
-    width: int,
-    height: int,
+    size: tuple[int, int] | None,
     max_side: int | None,
     *,
     max_pixels: int,
@@ -104,19 +103,23 @@ def cut(
 
     Args:
         box: from `margin_box`, in upright full-resolution px; None: the whole photo.
-        width, height: the upright full-resolution size the box refers to; a photo that decodes to another size has
-            changed since the box was found (ImageRejected `changed_since_clean`).
+        size: the upright full-resolution (width, height) the box refers to (what clean recorded, or what the
+            detector saw); a photo that decodes to another size has changed since (ImageRejected
+            `changed_since_clean`). None: not checked (a whole photo from an upload).
         max_side: px, the longer side of the output at most (shrink only: upscaling adds no detail, and the model's
             preprocessing resizes anyway); None: no limit.
 
     Raises:
         ImageRejected: the bytes cannot be decoded, exceed max_pixels, or are not the photo the box was found in.
     """
-    d = decode(data, max_pixels=max_pixels, min_scale=decode_scale(box, width, height, max_side))
-    if d.size != (width, height):
-        raise ImageRejected("changed_since_clean", f"{d.size[0]}x{d.size[1]}, expected {width}x{height}")
+    if box is not None and size is None:
+        raise ValueError("a box needs the image size it refers to")
+    d = decode(data, max_pixels=max_pixels, min_scale=lambda full: decode_scale(box, *full, max_side))
+    if size is not None and d.size != tuple(size):
+        raise ImageRejected("changed_since_clean", f"{d.size[0]}x{d.size[1]}, expected {size[0]}x{size[1]}")
     im = d.image
     if box:
+        width, height = d.size
         sx, sy = im.width / width, im.height / height  # the reduced decode's scale, per axis (rounding)
         left, top = math.floor(box[0] * sx), math.floor(box[1] * sy)
         right, bottom = max(left + 1, math.ceil(box[2] * sx)), max(top + 1, math.ceil(box[3] * sy))

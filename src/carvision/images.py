@@ -28,6 +28,7 @@ import stat
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,7 +423,12 @@ def _flatten_alpha(im: Image.Image, alpha: Image.Image, colour: list[str]) -> Im
 
 
 def _decode_open(
-    im: Image.Image, data: bytes, max_pixels: int, min_side: int | None, min_scale: float, sniffed: str | None
+    im: Image.Image,
+    data: bytes,
+    max_pixels: int,
+    min_side: int | None,
+    min_scale: float | Callable[[tuple[int, int]], float],
+    sniffed: str | None,
 ) -> Decoded:
     fmt = im.format or sniffed or "unknown"
     width, height = im.size
@@ -448,6 +454,8 @@ def _decode_open(
         orientation = _orientation(im, notes)
         swap = orientation >= 5
     full = (height, width) if swap else (width, height)
+    if callable(min_scale):
+        min_scale = min_scale(full)
     if fmt in ("JPEG", "MPO") and min_scale < 1:
         s = _jpeg_scale(width, height, min_side, min_scale)
         if s > 1:
@@ -485,7 +493,13 @@ def _decode_open(
     )
 
 
-def decode(data: bytes, *, max_pixels: int, min_side: int | None = None, min_scale: float | None = None) -> Decoded:
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int,
+    min_side: int | None = None,
+    min_scale: float | Callable[[tuple[int, int]], float] | None = None,
+) -> Decoded:
     """Decodes an image file's bytes into an upright 8-bit sRGB image.
 
     A JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that satisfies both `min_side` and
@@ -495,7 +509,8 @@ def decode(data: bytes, *, max_pixels: int, min_side: int | None = None, min_sca
         max_pixels: refuse images with more pixels than this, from the header, before decoding them.
         min_side: px; the decoded shorter side stays at least this (a photo already smaller decodes full size).
         min_scale: the decoded width / full width stays at least this; None: 1/8 when `min_side` is given
-            (the side is the constraint), else 1.0 (full resolution).
+            (the side is the constraint), else 1.0 (full resolution). A function of the upright full-resolution
+            (width, height), read from the header, when the scale depends on it (a crop bounded to a size).
     """
     if min_scale is None:
         min_scale = 1 / 8 if min_side is not None else 1.0

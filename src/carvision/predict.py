@@ -1,8 +1,11 @@
-"""carvision predict IMAGE... [--json] [--models DIR]
+"""carvision predict IMAGE... [--json] [--models DIR] [--crop auto|detector|full] [--detector-weights FILE]
 
-For each photo: the car filter's probability that it shows a car, the make/model top-5 and the viewpoint.
-Models come from the registry aliases (`models:/car-filter@champion`, ...) by default, or from a folder of
+For each photo: the car filter's probability that it shows a car, the make/model top-5, the viewpoint, and the car's
+box. Models come from the registry aliases (`models:/car-filter@champion`, ...) by default, or from a folder of
 checkpoints (`--models models`, as `dvc repro` writes it: models/<task>/model.ckpt).
+
+Each model sees the photo cut as its training images were: when the make/model model learnt from detector crops,
+the crop stage's detector and box policy find the car first, and the answer carries its "box" and "box_score".
 
 A file that cannot be used (missing, not an image, too large, broken) gets an "error" and the other files are still
 answered; the exit code is 1 when any file failed.
@@ -16,13 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from carvision.images import ImageRejected, decode_rgb, read_image_bytes
-from carvision.inference import Predictor
+from carvision.images import ImageRejected, read_image_bytes
+from carvision.recognise import DEFAULT_REGISTRY, TASKS, ModelsUnavailable, Options, Recogniser
 
-TASKS = ("car_filter", "make_model", "viewpoint")
-# Used when no params.yaml is at hand (outside a carvision project folder); conf/tasks/ declares the same names.
-DEFAULT_REGISTRY = {"car_filter": "car-filter", "make_model": "car-classifier", "viewpoint": "car-viewpoint"}
-CHUNK = 64  # images decoded and held in memory at a time
+CHUNK = 64  # photos read and held in memory at a time
 
 
 @dataclass(frozen=True)
@@ -63,57 +63,44 @@ def add_arguments(p: argparse.ArgumentParser, d: Defaults) -> None:
     p.add_argument("--max-bytes", type=int, default=25_000_000, help="refuse larger files")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse images with more pixels")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument(
+        "--crop",
+        choices=("auto", "detector", "full"),
+        default="auto",
+        help="auto: find the car with the detector when the models were trained on detector crops; detector: always; "
+        "full: classify whole photos",
+    )
+    p.add_argument("--detector-weights", help="local detector weights file (offline machines)")
 
 
-def load_models(args: argparse.Namespace, registry: dict[str, str]) -> dict[str, Predictor]:
-    """One predictor per task, checked to be the task it is loaded for."""
-    out = {}
-    for task in TASKS:
-        if args.models is not None:
-            source = str(args.models / task / "model.ckpt")
-        else:
-            source = f"models:/{registry[task]}@{args.alias}"
-        try:
-            p = Predictor.load(source, tracking_uri=args.tracking_uri, device=args.device)
-        except (FileNotFoundError, LookupError) as e:
-            raise SystemExit(
-                f"carvision predict: no {task} model ({e}). Run `make demo` (or `dvc repro`) so that the registry "
-                f"holds one, or pass --models DIR with {task}/model.ckpt inside."
-            ) from e
-        if p.task != task:
-            raise SystemExit(f"carvision predict: {source} is a '{p.task}' model, not {task}")
-        out[task] = p
-    return out
+def load(args: argparse.Namespace, registry: dict[str, str]) -> Recogniser:
+    return Recogniser.load(
+        args.models,
+        crop=args.crop,
+        detector_weights=args.detector_weights,
+        options=Options(args.threshold, args.top_k, args.max_pixels),
+        device=args.device,
+        registry=registry,
+        alias=args.alias,
+        tracking_uri=args.tracking_uri,
+    )
 
 
-def read_photo(path: Path, max_bytes: int, max_pixels: int):
-    """The decoded upright sRGB photo, or raises ImageRejected with the reason (a folder, a loop, too large...)."""
-    return decode_rgb(read_image_bytes(path, max_bytes=max_bytes), max_pixels=max_pixels)
-
-
-def predict_files(paths: list[Path], models: dict[str, Predictor], args: argparse.Namespace) -> list[dict]:
-    """One answer per path, in order: predictions, or an `error` with its reason."""
+def predict_files(paths: list[Path], rec: Recogniser, max_bytes: int) -> list[dict]:
+    """One answer per path, in order: `{"path": ...}` and the predictions, or an `error` with its reason."""
     answers: list[dict] = []
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
-        images, slots = [], []
+        photos, slots = [], []
         for path in chunk:
             answers.append({"path": str(path)})
             try:
-                images.append(read_photo(path, args.max_bytes, args.max_pixels))
+                photos.append(read_image_bytes(path, max_bytes=max_bytes))
                 slots.append(answers[-1])
             except ImageRejected as e:
                 answers[-1]["error"] = e.reason + (f": {e.detail}" if e.detail else "")
-        if not images:
-            continue
-        f = models["car_filter"]
-        car = f.probs(images)[:, f.positive_index].tolist()
-        make = models["make_model"]
-        view = models["viewpoint"]
-        tops = make.top_k(make.probs(images), args.top_k)
-        views = view.top_k(view.probs(images), 1)
-        for slot, c, t, v in zip(slots, car, tops, views, strict=True):
-            slot.update(car_prob=round(c, 6), is_car=c >= args.threshold, make_model=t, viewpoint=v[0])
+        for slot, answer in zip(slots, rec.answer(photos), strict=True):
+            slot.update(answer)
     return answers
 
 
@@ -124,13 +111,25 @@ def human(a: dict) -> str:
         return f"{path}: error: {a['error']}"
     tops = ", ".join(f"{t['label']} {t['prob']:.2f}" for t in a["make_model"])
     car = "car" if a["is_car"] else "NOT a car photo"
+    if a.get("car_box_note"):
+        car += f" ({a['car_box_note']})"
     v = a["viewpoint"]
-    return f"{path}: {car} ({a['car_prob']:.2f}) | {tops} | viewpoint {v['label']} {v['prob']:.2f}"
+    box = ""
+    if a.get("box") is not None:
+        box = f" | box {[round(x) for x in a['box']]} ({a['box_score']:.2f})"
+    return f"{path}: {car} ({a['car_prob']:.2f}) | {tops} | viewpoint {v['label']} {v['prob']:.2f}{box}"
 
 
 def run(args: argparse.Namespace, registry: dict[str, str]) -> int:
-    models = load_models(args, registry)
-    answers = predict_files(list(args.images), models, args)
+    from carvision.detection.detector import DetectorUnavailable
+
+    try:
+        rec = load(args, registry)
+    except ModelsUnavailable as e:
+        raise SystemExit(f"carvision predict: {e}") from e
+    except DetectorUnavailable as e:
+        raise SystemExit(f"carvision predict: {e} Here: pass --detector-weights FILE.") from e
+    answers = predict_files(list(args.images), rec, args.max_bytes)
     for a in answers:
         # ASCII JSON: a file name that is not valid UTF-8 (surrogate escapes) still makes a valid line.
         print(json.dumps(a) if args.json else human(a))

@@ -6,11 +6,13 @@ evaluation and registry code serves them all.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 
-from carvision.settings import PathSettings, TaskSettings
+from carvision.cropping import CropSpec
+from carvision.settings import CropSettings, PathSettings, TaskSettings
 
 IMAGE_COLUMN = "crop_path"  # every task trains on the crop stage's images (the filter set's are whole photos)
 CHECKPOINT = "model.ckpt"
@@ -52,3 +54,11 @@ def targets(rows: pd.DataFrame, task: TaskSettings, class_names: list[str]) -> l
     if unknown:
         raise ValueError(f"task {task.name}: labels {unknown[:5]} are not in the model's label map: re-run train")
     return [index[v] for v in labels]
+
+
+def crop_spec(crop: CropSettings, task: TaskSettings) -> CropSpec:
+    """How the task's training images are cut, for its checkpoint to carry: predict and the service cut the same way.
+    The scrape's tasks train on the crop stage's output; the filter set is cropped whole (stages/filterset.py)."""
+    method = crop.method if task.dataset == "scrape" else "full"
+    detector = dataclasses.asdict(crop.detector) if method == "detector" else None
+    return CropSpec(method, crop.margin, crop.max_side, crop.min_box_side, detector)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from red_box_detector import rotated_photo, use_red_box_detector
 
 from carvision import cropping, manifest
 from carvision.cropping import margin_box
@@ -165,14 +166,6 @@ def test_empty_manifest_gives_an_empty_result(crop_input, tmp_path: Path):
     assert result.rows_in == 0 and len(result.kept) == 0
 
 
-def _rotated_photo(path: Path, upright: Image.Image, orientation: int) -> None:
-    """Stores `upright` turned the way a phone does, with the EXIF orientation that turns it back."""
-    stored = upright.transpose({6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation])
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    stored.save(path, "JPEG", quality=95, exif=exif)
-
-
 @pytest.mark.parametrize("orientation", [6, 8])
 def test_crop_of_a_large_rotated_photo_decodes_reduced_and_cuts_the_upright_box(crop_input, tmp_path, orientation):
     """A 1600x1200 (upright) photo with a red car box, stored turned with EXIF: with max_side 64 the crop stage
@@ -180,7 +173,7 @@ def test_crop_of_a_large_rotated_photo_decodes_reduced_and_cuts_the_upright_box(
     w, h, box = 1600, 1200, (900, 300, 1500, 700)
     upright = Image.new("RGB", (w, h), (0, 0, 255))
     upright.paste((255, 0, 0), box)
-    _rotated_photo(tmp_path / "p.jpg", upright, orientation)
+    rotated_photo(tmp_path / "p.jpg", upright, orientation)
     df = crop_input.iloc[[0]].copy()
     df["path"], df["width"], df["height"], df["bbox"] = str(tmp_path / "p.jpg"), w, h, [[float(v) for v in box]]
     assert cropping.decode_scale(box, w, h, 64) == pytest.approx(64 / 600)
@@ -204,32 +197,8 @@ def test_a_photo_changed_since_clean_is_dropped_not_cropped_wrong(crop_input, tm
 # --- crop.method: detector ----------------------------------------------------------------------------------------
 
 
-def _red_box_detector(monkeypatch) -> None:
-    """A stand-in detector that boxes the red pixels of each (reduced) photo as a car with score 0.9, so that the
-    stage's plumbing is checked against known boxes; the real detector's loading and mapping are tested in
-    tests/detection/."""
-    import torch
-
-    from carvision.detection import detector as det
-
-    def detect(model, images, *, device, half=False):
-        out = []
-        for im in images:
-            a = np.asarray(im.convert("RGB"), dtype=int)
-            ys, xs = np.nonzero((a[..., 0] > 200) & (a[..., 1] < 60) & (a[..., 2] < 60))
-            if len(xs) == 0:
-                out.append(det.Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
-                continue
-            box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
-            out.append(det.Detections(np.array(box, np.float32), np.array([0.9], np.float32), np.array([det.COCO_CAR])))
-        return out
-
-    monkeypatch.setattr(det, "load_detector", lambda *a, **k: torch.nn.Linear(1, 1))
-    monkeypatch.setattr(det, "detect", detect)
-
-
 def test_detector_method_crops_the_detected_car_and_drops_with_reasons(crop_input, tmp_path, monkeypatch):
-    _red_box_detector(monkeypatch)
+    use_red_box_detector(monkeypatch)
     w, h = 800, 600
     photos = {"car": (450, 150, 750, 350), "far": (5, 5, 100, 75), "none": None}
     df = crop_input.iloc[[0, 1, 2, 3]].copy().reset_index(drop=True)
@@ -238,7 +207,7 @@ def test_detector_method_crops_the_detected_car_and_drops_with_reasons(crop_inpu
         im = Image.new("RGB", (w, h), (0, 0, 255))
         if box:
             im.paste((255, 0, 0), box)
-        _rotated_photo(tmp_path / f"{name}.jpg", im, 6)  # stored turned: boxes must come back upright
+        rotated_photo(tmp_path / f"{name}.jpg", im, 6)  # stored turned: boxes must come back upright
         paths.append(str(tmp_path / f"{name}.jpg"))
     (tmp_path / "broken.jpg").write_bytes((tmp_path / "car.jpg").read_bytes()[:5000])
     df["path"], df["width"], df["height"] = [*paths, str(tmp_path / "broken.jpg")], w, h

@@ -75,6 +75,7 @@ class Decision:
     source: "detector" (a car box was chosen: kept, or dropped as partial_car) or "full_image" (no car box).
     reason: None when the photo is kept, else the drop reason: "no_car_found" or "partial_car".
     detail: one line for the report, e.g. "largest car box 3.2% of the image < 10%".
+    size: the upright full-resolution (width, height) of the image the boxes are in, px.
     """
 
     detected_box: Box | None
@@ -83,6 +84,7 @@ class Decision:
     source: Literal["detector", "full_image"]
     reason: Literal["no_car_found", "partial_car"] | None
     detail: str
+    size: tuple[int, int] | None = None
 
     @property
     def box(self) -> Box | None:
@@ -148,8 +150,8 @@ def decide(
     if not candidate.any():
         detail = f"no {names} box with score >= {policy.min_score:g} among {n} detections"
         if policy.without_car == "keep":
-            return Decision(None, None, None, "full_image", None, detail)
-        return Decision(None, None, None, "full_image", "no_car_found", detail)
+            return Decision(None, None, None, "full_image", None, detail, (width, height))
+        return Decision(None, None, None, "full_image", "no_car_found", detail, (width, height))
 
     area = np.where(candidate, w * h, 0.0)  # px^2 of the clipped box
     metric = area * scores if policy.rank == "area_score" else area
@@ -163,7 +165,7 @@ def decide(
     which = "largest" if policy.rank == "area" else "best (area x score)"
     if fraction < policy.min_box_fraction:
         detail = f"{which} car box {_pct(fraction)} of the image < {_pct(policy.min_box_fraction)}"
-        return Decision(detected, score, None, "detector", "partial_car", detail)
+        return Decision(detected, score, None, "detector", "partial_car", detail, (width, height))
     crop = _with_margin(clipped[best], policy.margin, width, height)
     detail = f"{which} car box {_pct(fraction)} of the image, score {score:.2f}"
-    return Decision(detected, score, crop, "detector", None, detail)
+    return Decision(detected, score, crop, "detector", None, detail, (width, height))

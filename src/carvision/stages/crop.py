@@ -45,7 +45,7 @@ def crop_one(
         return None, "no_car_box", ""
     try:
         # max_pixels: exactly what clean verified; a file swapped for a larger one since is refused.
-        im = cut(read_image_bytes(src), box, width, height, max_side, max_pixels=width * height)
+        im = cut(read_image_bytes(src), box, (width, height), max_side, max_pixels=width * height)
     except ImageRejected as e:
         return None, e.reason, e.detail
     Path(dst).parent.mkdir(parents=True, exist_ok=True)

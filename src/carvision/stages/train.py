@@ -61,6 +61,8 @@ def build_classifier(s: Settings, task: TaskSettings, class_names: list[str], co
     # Normalisation comes from the backbone's own data config, so it is never repeated in YAML.
     data_cfg = resolve_model_data_config(module.model)
     module.hparams.mean, module.hparams.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
+    # How the training images were cut: `carvision predict` and the service cut photos the same way.
+    module.hparams.crop = tasks.crop_spec(s.crop, task).to_hparams()
     return module
 
 

@@ -28,6 +28,8 @@ class Classifier(L.LightningModule):
         class_counts: train images per class, for the weighted loss.
         img_size, mean, std: the preprocessing the model was trained with (px, RGB in [0, 1]).
         monitor: the validation metric that picks the best epoch (logged as val_<monitor>).
+        crop: how the training images were cut (`carvision.cropping.CropSpec.to_hparams()`), so that prediction
+            cuts photos the same way.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class Classifier(L.LightningModule):
         mean: tuple[float, ...] = (0.485, 0.456, 0.406),
         std: tuple[float, ...] = (0.229, 0.224, 0.225),
         monitor: str = "top1",
+        crop: dict | None = None,
     ) -> None:
         super().__init__()
         # logger=False: a 512-class label map is longer than an MLflow param may be; it is logged as a file.
