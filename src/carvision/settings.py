@@ -140,6 +140,13 @@ class DetectorSettings:
     without_car: Literal["drop", "keep"] = doc("drop", "no car found: drop (no_car_found) or keep the whole photo")
     batch_size: int = doc(8, "photos per detector batch")
     half: bool = doc(True, "fp16 autocast on CUDA (ignored on the CPU)")
+    num_workers: int = doc(2, "DataLoader processes decoding photos ahead of the detector; 0: in the stage's process")
+    accelerator: str = doc("auto", "Lightning accelerator of a distributed run: auto, gpu, cpu")
+    devices: int = doc(1, "devices per node; other than 1 (or num_nodes > 1): a Lightning predict under DDP")
+    num_nodes: int = doc(1, "nodes (launched by torchrun or SLURM) of a distributed run")
+    strategy: Literal["ddp", "ddp_spawn"] = doc(
+        "ddp", "ddp: Lightning re-runs the stage's command per extra rank (or torchrun/SLURM started them)"
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,47 @@ class EvaluateSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    out: str = doc("exports", "one folder per task: <out>/<task>/model.onnx, model.int8.onnx, parity.json")
+    opset: int = doc(17, "ONNX opset of the exported graph")
+    quantize: Literal["static", "dynamic"] = doc(
+        "static", "int8: static (activation ranges calibrated on the val split) or dynamic (measured per input)"
+    )
+    calibration_images: int = doc(256, "val images that calibrate static int8 (a seeded sample; all when fewer)")
+    calibrate_method: Literal["moving_average", "minmax", "percentile"] = doc(
+        "moving_average", "activation ranges: mean of per-image min/max, min/max over all, or 99.99th percentile"
+    )
+    per_channel: bool = doc(True, "int8 weights with one scale per output channel (not one per tensor)")
+    min_fp32_agreement: float = doc(0.995, "share of test images on which fp32 ONNX and PyTorch agree on top-1")
+    max_int8_top1_drop: float = doc(0.01, "test top-1 that int8 may lose against PyTorch (0.01 = 1 point)")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = doc("127.0.0.1", "address to bind; 0.0.0.0 exposes the service to the network")
+    port: int = doc(8000, "TCP port; 0 = any free port (the URL is printed)")
+    models: str | None = doc(
+        None, "folder of <task>/model.ckpt (torch) or <task>/model.onnx (onnx); null: registry aliases / export.out"
+    )
+    runtime: Literal["torch", "onnx"] = doc("torch", "torch: checkpoints or the registry; onnx: carvision export files")
+    int8: bool = doc(False, "onnx: answer with model.int8.onnx")
+    crop: Literal["auto", "detector", "full"] = doc("auto", "find the car with the detector: auto, always, never")
+    detector_weights: str | None = doc(None, "local detector weights file (offline machines)")
+    device: str | None = doc(None, "cpu, cuda, cuda:1; null: cuda when present")
+    threads: int = doc(0, "intra-op threads of the inference worker; 0 = the CPU cores this process may use")
+    top_k: int = doc(5, "make/model labels per photo")
+    max_upload_bytes: int = doc(20_000_000, "largest request body (all files together); larger: 413")
+    max_pixels: int = doc(25_000_000, "larger images are refused from their header (413); 24 MP = 6000x4000")
+    max_files: int = doc(16, "photos per request; more: 413")
+    max_concurrent: int = doc(32, "requests holding an upload at once (read, queued or answered); bounds memory")
+    max_queue: int = doc(512, "requests waiting for one of those slots; more: 429 with Retry-After")
+    queue_timeout_s: float = doc(30.0, "seconds a request may wait for a slot; longer: 503 with Retry-After")
+    read_timeout_s: float = doc(30.0, "seconds to receive a request's body; longer: 408 (slow or stalled clients)")
+    batch_window_ms: float = doc(0.0, "ms to wait for more requests after the first of a batch; 0: no wait")
+    max_batch: int = doc(32, "photos per model call at most (a request with more is still answered in one call)")
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     """One task: what it trains on, its labels, its gate and its registry name. See conf/tasks/."""
 
@@ -235,6 +283,8 @@ class Settings:
     train: TrainSettings = doc(TrainSettings(), "training")
     mlflow: MlflowSettings = doc(MlflowSettings(), "tracking and registry")
     evaluate: EvaluateSettings = doc(EvaluateSettings(), "evaluation and the registry gate")
+    export: ExportSettings = doc(ExportSettings(), "carvision export: ONNX files, int8 quantisation, parity bars")
+    serve: ServeSettings = doc(ServeSettings(), "carvision serve: the HTTP API and upload page, its limits, batching")
 
     @property
     def current_task(self) -> TaskSettings:

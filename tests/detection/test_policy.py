@@ -102,7 +102,7 @@ def test_min_box_fraction_zero_keeps_any_box():
 @pytest.mark.parametrize("rows", [[], [(BIG, 0.9, PERSON)]], ids=["empty", "no_car"])
 def test_no_car_dropped_or_kept_whole(rows):
     dropped = run(rows, CropPolicy(without_car="drop"))
-    assert dropped == Decision(None, None, None, "full_image", "no_car_found", dropped.detail)
+    assert dropped == Decision(None, None, None, "full_image", "no_car_found", dropped.detail, SIZE)
     assert f"among {len(rows)} detections" in dropped.detail
     kept = run(rows, CropPolicy(without_car="keep"))
     assert kept.kept and kept.source == "full_image" and kept.crop_box is None and kept.detected_box is None

@@ -53,13 +53,23 @@ def crop_one(
     return ("bbox" if box else "full_image"), None, ""
 
 
-def detector_boxes(df: pd.DataFrame, d: DetectorSettings) -> tuple[list, list[float], pd.Series, pd.Series]:
-    """(box or None per row, its score (NaN for none), drop reason, detail) from the detector and its policy."""
+def detector_decisions(df: pd.DataFrame, d: DetectorSettings, shard_dir: Path) -> list | None:
+    """The detector's decision for every row, in order: in this process, or as a Lightning predict under DDP when
+    the settings ask for more than one device or node (then None on every rank but 0)."""
     from carvision.detection.run import DetectorRun, detect_decisions, policy_from_settings
 
     policy, run = policy_from_settings(d), DetectorRun.from_settings(d)
     sizes = list(zip(df["width"].tolist(), df["height"].tolist(), strict=True))
-    decisions = detect_decisions(df["path"].tolist(), sizes, run, policy)
+    paths = df["path"].tolist()
+    if d.devices != 1 or d.num_nodes != 1:
+        from carvision.detection.distributed import cluster_of, detect_distributed
+
+        return detect_distributed(paths, sizes, run, policy, cluster_of(d), shard_dir)
+    return detect_decisions(paths, sizes, run, policy)
+
+
+def detector_boxes(df: pd.DataFrame, decisions: list) -> tuple[list, list[float], pd.Series, pd.Series]:
+    """(box or None per row, its score (NaN for none), drop reason, detail) from the detector's decisions."""
     boxes, scores = [], []
     reason = pd.Series(None, index=df.index, dtype=object)
     detail = pd.Series("", index=df.index, dtype=object)
@@ -89,8 +99,14 @@ def crop(
     workers: int = 1,
     method: str = "boxes",
     detector: DetectorSettings | None = None,
+    decisions: list | None = None,
 ) -> StageResult:
-    """Crops every photo to its car: the annotation box (method boxes), the detector's (detector), or none (full)."""
+    """Crops every photo to its car: the annotation box (method boxes), the detector's (detector), or none (full).
+
+    Args:
+        decisions: method detector: the detector's decisions for the rows, when already made (`detector_decisions`);
+            None: made here, in this process.
+    """
     if without_box not in ("keep", "drop"):
         raise ValueError(f"crop.without_box must be keep or drop, not '{without_box}'")
     if method not in ("boxes", "detector", "full"):
@@ -105,7 +121,9 @@ def crop(
     detail = pd.Series("", index=df.index, dtype=object)
     scores = [math.nan] * len(df)
     if method == "detector":
-        boxes, scores, reason, detail = detector_boxes(df, detector or DetectorSettings())
+        if decisions is None:
+            decisions = detector_decisions(df, detector or DetectorSettings(), out_dir / ".detect-shards")
+        boxes, scores, reason, detail = detector_boxes(df, decisions)
         without_box = "keep"  # a kept photo without a box is one the policy keeps whole (without_car: keep)
     elif method == "full":
         boxes = [None] * len(df)
@@ -139,7 +157,12 @@ def crop(
 
 
 def crop_with(
-    df: pd.DataFrame, out_dir: Path, c: CropSettings, without_box: str | None = None, method: str | None = None
+    df: pd.DataFrame,
+    out_dir: Path,
+    c: CropSettings,
+    without_box: str | None = None,
+    method: str | None = None,
+    decisions: list | None = None,
 ) -> StageResult:
     """`crop` with the crop section's settings (the stage, and the filterset stage, use it); `without_box` and
     `method` override the section's."""
@@ -154,14 +177,27 @@ def crop_with(
         workers=c.workers,
         method=method or c.method,
         detector=c.detector,
+        decisions=decisions,
     )
 
 
 def main(cfg: DictConfig) -> dict:
     s = settings.parse(cfg)
     df = manifest.read(Path(s.paths.filter) / "manifest.parquet", stage="filter")
+    decisions = None
+    d = s.crop.detector
+    if s.crop.method == "detector" and (d.devices != 1 or d.num_nodes != 1):
+        # Every rank detects its share before anything is staged; rank 0 alone crops and writes the stage.
+        shards = Path(s.paths.crop).parent / f".{Path(s.paths.crop).name}-detect-shards"
+        decisions = detector_decisions(df.reset_index(drop=True), d, shards)
+        if decisions is None:
+            return {}
     return stage_io.save_image_stage(
-        df, s.paths.crop, Path(s.paths.reports) / "crop", "crop_path", lambda out: crop_with(df, out, s.crop)
+        df,
+        s.paths.crop,
+        Path(s.paths.reports) / "crop",
+        "crop_path",
+        lambda out: crop_with(df, out, s.crop, decisions=decisions),
     )
 
 
