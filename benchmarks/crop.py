@@ -5,6 +5,7 @@ python benchmarks/crop.py --n 16 --batch-size 4             # a quick check
 python benchmarks/crop.py --n 40 --batch-size 8 --device cpu --threads 2
 python benchmarks/crop.py --n 3000 --batch-size 32 --weights fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth  # COCO
 python benchmarks/crop.py --detector resnet50
+python benchmarks/crop.py --smoke                           # CI: 4 small photos on the CPU, a few seconds
 
 On generated photo-like JPEGs (benchmarks/clean.py's `photo`: a drawn car on a textured background with sensor-like
 noise, quality 90, 0.67 to 1.33 x --megapixels), in one process, side by side:
@@ -169,8 +170,9 @@ def calibrate(model: torch.nn.Module, images, device, half, target: int) -> tupl
     return chosen, scores, spread
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="CI: --n 4 --megapixels 0.1 --batch-size 2 --detect-side 96")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--megapixels", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -190,7 +192,13 @@ def main() -> None:
     ap.add_argument("--calibration-photos", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", type=float, default=3.0, help="sensor-noise sigma of the generated photos")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--num-workers", type=int, default=DetectorSettings().num_workers, help="the stage's decode processes"
+    )
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.n, args.megapixels, args.batch_size, args.detect_side = 4, 0.1, 2, 96
+        args.device = args.device or "cpu"
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -316,6 +324,7 @@ def main() -> None:
             without_car="keep",
             batch_size=args.batch_size,
             half=half,
+            num_workers=args.num_workers,
         )
         original_load = detector_module.load_detector
         if random:
@@ -365,7 +374,8 @@ def main() -> None:
     print(f"| sum of phases | {total / args.n * 1e3:.1f} | 100% | {args.n / total:.1f} |")
     print()
     print(
-        f"end to end, crop(method='detector'), 1 crop worker: {args.n / stage_s:.1f} images/s ({stage_s:.1f} s for "
+        f"end to end, crop(method='detector'), 1 crop worker, {args.num_workers} decode workers: "
+        f"{args.n / stage_s:.1f} images/s ({stage_s:.1f} s for "
         f"{args.n}, model loading included: {load_s:.2f} s measured apart; {kept} kept, {from_box} cut to a box)"
     )
     print()
