@@ -51,12 +51,14 @@ def load_models(
     tracking_uri: str = "sqlite:///mlflow.db",
     device: str | None = None,
     loader: Callable[..., Any] | None = None,
+    filename: str = "model.ckpt",
 ) -> dict[str, Any]:
-    """One predictor per task, checked to be the task it is loaded for: from `models/<task>/model.ckpt` when
+    """One predictor per task, checked to be the task it is loaded for: from `models/<task>/<filename>` when
     `models` is given, else from the registry (`models:/<registry name>@<alias>`).
 
     Args:
         loader: `(source, tracking_uri=..., device=...) -> predictor`; default `carvision.inference.Predictor.load`.
+        filename: the file in each task's folder: model.ckpt, or model.onnx with an ONNX loader.
     """
     if loader is None:
         from carvision.inference import Predictor
@@ -65,13 +67,13 @@ def load_models(
     registry = DEFAULT_REGISTRY | (registry or {})
     out = {}
     for task in TASKS:
-        source = str(models / task / "model.ckpt") if models is not None else f"models:/{registry[task]}@{alias}"
+        source = str(models / task / filename) if models is not None else f"models:/{registry[task]}@{alias}"
         try:
             p = loader(source, tracking_uri=tracking_uri, device=device)
         except (FileNotFoundError, LookupError) as e:
             raise ModelsUnavailable(
                 f"no {task} model ({e}). Run `make demo` (or `dvc repro`) so that the registry holds one, "
-                f"or pass a models folder (--models DIR) with {task}/model.ckpt inside."
+                f"or pass a models folder (--models DIR) with {task}/{filename} inside."
             ) from e
         if p.task != task:
             raise ModelsUnavailable(f"{source} is a '{p.task}' model, not {task}")
