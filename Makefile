@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`, `dvc` and `mlflow`: put the environment's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 UI_PORT ?= 5000
+SERVE_PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow evaluate ui params lint format lock clean-outputs
+.PHONY: help install demo test test-slow evaluate ui serve export params lint format lock clean-outputs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +42,12 @@ evaluate: install ## evaluate the trained model on the test split and register i
 ui: install ## open the MLflow UI on http://127.0.0.1:$(UI_PORT)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
+serve: install ## the API and upload page on http://127.0.0.1:8000 (SERVE_PORT=...; models: the registry champions)
+	$(VENV)/bin/carvision serve --host 127.0.0.1 --port $(SERVE_PORT)
+
+export: install ## export every task's champion to ONNX, fp32 and int8, with parity checks (exports/<task>/)
+	for t in car_filter make_model viewpoint; do $(PY) -m carvision.export --task $$t --int8 || exit 1; done
+
 params: install ## recompose params.yaml from conf/
 	$(PY) -m carvision.config
 
@@ -54,4 +61,4 @@ lock: ## re-pin requirements.lock from pyproject.toml (hashes, no URLs)
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements.lock
 
 clean-outputs: ## delete pipeline outputs, MLflow store and Hydra runs (keeps .venv)
-	rm -rf data models reports mlflow.db mlruns outputs multirun
+	rm -rf data models reports mlflow.db mlruns outputs multirun exports .train-state

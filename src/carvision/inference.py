@@ -25,6 +25,7 @@ from tqdm import tqdm
 from carvision.images import ImageRejected
 from carvision.preprocess import Preprocess, load_rgb
 from carvision.training.backbones import create_backbone
+from carvision.training.losses import prediction_adjustment
 
 
 def read_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -75,6 +76,18 @@ class _Files(Dataset):
             return torch.full((3, self.preprocess.size, self.preprocess.size), float("nan"))
 
 
+class _AdjustedLogits(torch.nn.Module):
+    """A network followed by a constant (num_classes,) shift of its logits (posthoc's -tau * log(prior))."""
+
+    def __init__(self, net: torch.nn.Module, adjustment: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("adjustment", adjustment.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) + self.adjustment
+
+
 class Predictor:
     """A trained classifier ready to answer: its task, label map, preprocessing and device.
 
@@ -103,6 +116,12 @@ class Predictor:
         self.class_names: list[str] = list(hparams["class_names"])
         self.positive_class: str | None = hparams.get("positive_class")
         self.source, self.version, self.batch_size = source, version, batch_size
+        # (num_classes,) added to every row of logits, or None: imbalance.strategy posthoc removes tau * log(prior)
+        # of the train split here, so evaluation, the filter, predict and the service all answer balanced.
+        # Checkpoints from before the strategy existed have no `logit_tau` and are not posthoc.
+        self.logit_adjustment: torch.Tensor | None = prediction_adjustment(
+            hparams.get("imbalance", "none"), hparams.get("class_counts"), float(hparams.get("logit_tau", 1.0))
+        )
 
     @classmethod
     def load(
@@ -132,6 +151,14 @@ class Predictor:
     def positive_index(self) -> int | None:
         return None if self.positive_class is None else self.class_names.index(self.positive_class)
 
+    def served_network(self) -> torch.nn.Module:
+        """The network whose outputs are what `logits()` returns: `model` itself, or `model` followed by the post-hoc
+        logit adjustment. An export (ONNX) must trace this one, not `model`, so that it answers as the Predictor does;
+        `model` stays the identity that `weights_sha256` hashes."""
+        if self.logit_adjustment is None:
+            return self.model
+        return _AdjustedLogits(self.model, self.logit_adjustment.to(self.device)).eval()
+
     def describe(self) -> dict:
         """What answered: task, source, registry version, classes."""
         return {"task": self.task, "source": self.source, "version": self.version, "classes": len(self.class_names)}
@@ -144,7 +171,8 @@ class Predictor:
             self.model(x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)).float().cpu()
             for x in batches
         ]
-        return torch.cat(out) if out else torch.empty(0, len(self.class_names))
+        logits = torch.cat(out) if out else torch.empty(0, len(self.class_names))
+        return logits if self.logit_adjustment is None else logits + self.logit_adjustment
 
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(n, num_classes) logits of decoded images (any size and mode)."""

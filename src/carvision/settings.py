@@ -65,13 +65,30 @@ class BackboneSettings:
     name: str = doc("mobilenetv3_small_050", "timm model name")
     pretrained: bool = doc(False, "start from ImageNet weights: the hub, or weights_file when set")
     weights_file: str | None = doc(None, "local .safetensors/.pth/.bin of the backbone (offline machines)")
-    img_size: int = doc(64, "px, side of the square (letterboxed) model input")
+    img_size: int | None = doc(
+        None, "px, side of the square (letterboxed) model input; null: the model's pretrained config (timm)"
+    )
 
 
 @dataclass(frozen=True)
 class ImbalanceSettings:
-    strategy: Literal["none", "weighted_loss", "weighted_sampler", "focal"] = doc("none", "class-imbalance strategy")
+    """The class-imbalance strategy and its parameters; docs/imbalance.md says when to use each."""
+
+    strategy: Literal[
+        "none",
+        "weighted_loss",
+        "weighted_sampler",
+        "focal",
+        "logit_adjusted",
+        "posthoc",
+        "balanced_softmax",
+        "class_balanced",
+        "label_smoothing",
+    ] = doc("none", "class-imbalance strategy (carvision.training.losses)")
     focal_gamma: float = doc(2.0, "focal loss focusing exponent; 0 gives back cross-entropy")
+    tau: float = doc(1.0, "logit_adjusted, posthoc: weight of log(prior), added in training / removed at prediction")
+    beta: float = doc(0.999, "class_balanced: weights (1 - beta) / (1 - beta^count); 0 = none, -> 1 = 1/count")
+    smoothing: float = doc(0.1, "label_smoothing: target share spread uniformly (train.label_smoothing must stay 0)")
 
 
 @dataclass(frozen=True)
@@ -182,11 +199,43 @@ class SplitSettings:
 class TrainSettings:
     epochs: int = doc(20, "passes over the train split")
     batch_size: int = doc(64, "images per step")
-    lr: float = doc(0.003, "AdamW learning rate, cosine-decayed to 0 over the epochs")
-    weight_decay: float = doc(0.0001, "AdamW weight decay")
+    lr: float = doc(0.003, "peak learning rate, reached after the warmup; layer_decay scales it down per layer")
+    weight_decay: float = doc(0.0001, "weight decay of the weight matrices (biases and norm layers get none)")
     label_smoothing: float = doc(0.0, "cross-entropy label smoothing (against scraped-label noise)")
     num_workers: int = doc(0, "DataLoader workers; 0 = load in the training process")
     patience: int = doc(0, "early-stopping patience in epochs on the task's monitor metric; 0 = off")
+    resume: bool | str = doc(
+        "auto", "auto: continue a killed run of the same config (its MLflow run too); false; or a .ckpt path"
+    )
+    checkpoint_every_n_steps: int = doc(
+        50, "optimizer steps between the checkpoints a killed run resumes from; 0: epochs"
+    )
+    state_dir: str = doc(".train-state", "where unfinished runs keep their checkpoints (outside DVC's outputs)")
+    # The recipe (docs/training.md): timm's create_optimizer_v2 and create_scheduler_v2, stepped per optimizer step.
+    optimizer: str = doc("adamw", "timm optimizer name: adamw, sgd (Nesterov), momentum, lamb, lion, ...")
+    momentum: float = doc(0.9, "momentum of the optimizers that have one (sgd, momentum, ...)")
+    sched: Literal["cosine", "tanh", "poly", "step", "constant", "none"] = doc(
+        "cosine", "learning-rate schedule over the epochs, stepped per optimizer step; none: constant, no warmup"
+    )
+    warmup_epochs: float = doc(0.0, "epochs (fractions allowed) of linear warmup from 1e-5 to lr, counted in steps")
+    min_lr: float = doc(0.0, "cosine, tanh, poly: the learning rate at the end")
+    decay_epochs: float = doc(30.0, "step: epochs between two decays by decay_rate")
+    decay_rate: float = doc(0.1, "step: factor per decay; poly: the power")
+    layer_decay: float | None = doc(None, "layer-wise lr decay: layer i of n gets lr x layer_decay^(n-1-i); null: off")
+    ema: bool = doc(False, "keep an EMA of the weights; it is validated, checkpointed as model.* and exported")
+    ema_decay: float = doc(0.9998, "EMA decay at most; it warms up as 1 - (1 + step)^-3/4, so short runs use less")
+    mixup_alpha: float = doc(0.0, "mixup Beta(alpha, alpha) of image pairs with soft targets; 0 = off")
+    cutmix_alpha: float = doc(0.0, "cutmix Beta(alpha, alpha) box pasting with soft targets; 0 = off")
+    mixup_prob: float = doc(1.0, "share of batches mixed, when an alpha is on (each batch: mixup or cutmix, 50/50)")
+    accumulate_grad_batches: int = doc(1, "batches whose gradients add up to one optimizer step")
+    gradient_clip_val: float = doc(0.0, "clip the gradients' global L2 norm to this; 0 = off")
+    compile: bool = doc(False, "torch.compile the trained network (first steps slower; GPU: faster after)")
+    transfer: Literal["full", "linear_probe", "gradual"] = doc(
+        "full", "full: train all; linear_probe: only the classifier head; gradual: unfreeze from the head down"
+    )
+    unfreeze_epochs: list[int] = doc(
+        [], "gradual: the body, cut into this many parts, gets its next part from the top trainable at each epoch"
+    )
 
 
 @dataclass(frozen=True)
@@ -230,7 +279,7 @@ class ServeSettings:
     crop: Literal["auto", "detector", "full"] = doc("auto", "find the car with the detector: auto, always, never")
     detector_weights: str | None = doc(None, "local detector weights file (offline machines)")
     device: str | None = doc(None, "cpu, cuda, cuda:1; null: cuda when present")
-    threads: int = doc(0, "intra-op threads of the inference worker; 0 = the CPU cores this process may use")
+    threads: int = doc(0, "intra-op threads of the inference worker; 0 = the usable cores less one (the event loop's)")
     top_k: int = doc(5, "make/model labels per photo")
     max_upload_bytes: int = doc(20_000_000, "largest request body (all files together); larger: 413")
     max_pixels: int = doc(25_000_000, "larger images are refused from their header (413); 24 MP = 6000x4000")

@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from carvision.preprocess import Preprocess
+from carvision.preprocess import Preprocess, load_rgb
 from carvision.training.data import TaskDataModule, TrainTransform
 
 NORM = Preprocess(32, (0.5,) * 3, (0.5,) * 3)
@@ -54,3 +54,27 @@ def test_a_last_train_batch_of_one_image_is_dropped(tmp_path):
     dm = TaskDataModule(df, 2, NORM, batch_size=32)
     assert [len(y) for _, y in dm.train_dataloader()] == [32]
     assert sum(len(y) for _, y in dm.val_dataloader()) == 9  # evaluation keeps every image
+
+
+def test_a_large_jpeg_decodes_reduced_to_the_input_size_and_stays_close_to_a_full_decode(tmp_path):
+    rng = np.random.default_rng(0)
+    # a smooth 640x480 photo (noise would make any two decodes differ a lot after the letterbox's shrink)
+    ramp = np.linspace(0, 255, 640)[None, :, None] * np.ones((480, 1, 3)) * rng.uniform(0.3, 1, 3)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(ramp.astype(np.uint8)).save(path, quality=92)
+    df = pd.DataFrame({"crop_path": [str(path)], "target": [0], "split": ["val"]})
+    x, _ = TaskDataModule(df, 2, NORM).dataset("val")[0]
+    # 480 px short side, 32 px input: libjpeg's 1/8 scale (80x60) is the smallest that still covers 32 px
+    reduced = load_rgb(path, min_side=32)
+    assert reduced.size == (80, 60)
+    assert torch.equal(x, NORM(reduced))
+    full = NORM(load_rgb(path))
+    assert not torch.equal(x, full) and (x - full).abs().mean() < 0.02  # ~1 grey level of 255 after norm 0.5
+
+
+def test_loaders_pin_memory_keep_their_workers_and_prefetch(tmp_path):
+    df = _images(tmp_path, 20, [i % 2 for i in range(20)])
+    loader = TaskDataModule(df, 2, NORM, batch_size=4, num_workers=1, pin_memory=True).train_dataloader()
+    assert loader.pin_memory and loader.persistent_workers and loader.prefetch_factor == 4
+    in_process = TaskDataModule(df, 2, NORM, batch_size=4, pin_memory=False).val_dataloader()
+    assert not in_process.pin_memory and in_process.prefetch_factor is None

@@ -111,12 +111,14 @@ def gate_and_register(
         return score_rows(old, test, task, s.filter.threshold)[0]
 
     tags = {"task": task.name, "git_commit": git_commit(), "data_sha256": file_sha256(manifest_file)}
+    # The identity of what answers: a posthoc model's network with its logit adjustment, so that it is not taken
+    # for a plain model with the same weights (posthoc trains exactly as imbalance none does). Others: the network.
     reg = register(
         connect(s.mlflow.tracking_uri),
         name=task.registry_name,
         model_uri=run["model_uri"],
         run_id=run["run_id"],
-        weights_sha256=weights_sha256(predictor.model),
+        weights_sha256=weights_sha256(predictor.served_network()),
         scores={k: v for k, v in scores.items() if k != "n_images"},
         rank_by=list(task.gate),
         test_sha256=test_digest(test, task),

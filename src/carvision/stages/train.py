@@ -16,17 +16,18 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
-from timm.data import resolve_model_data_config
 
-from carvision import manifest, settings, tasks
+from carvision import manifest, settings, sweeps, tasks
 from carvision.atomic import atomic_path, write_json, write_text
 from carvision.config import load_params, task_argument
 from carvision.preprocess import Preprocess
 from carvision.settings import Settings, TaskSettings, TrainSettings
-from carvision.tracking import log_training_artifacts
-from carvision.training.backbones import load_pretrained_
+from carvision.tracking import config_json, file_sha256, log_training_artifacts
+from carvision.training import resume
+from carvision.training.backbones import input_config, load_pretrained_
 from carvision.training.data import TaskDataModule, class_counts
 from carvision.training.module import Classifier, load_classifier
+from carvision.training.resume import RunState
 
 
 @dataclass
@@ -50,17 +51,36 @@ def build_classifier(s: Settings, task: TaskSettings, class_names: list[str], co
         imbalance=imbalance.strategy,
         focal_gamma=imbalance.focal_gamma,
         label_smoothing=t.label_smoothing,
+        logit_tau=imbalance.tau,
+        cb_beta=imbalance.beta,
+        imbalance_smoothing=imbalance.smoothing,
         lr=t.lr,
         weight_decay=t.weight_decay,
         epochs=t.epochs,
         img_size=b.img_size,
         monitor=task.monitor,
+        optimizer=t.optimizer,
+        momentum=t.momentum,
+        sched=t.sched,
+        warmup_epochs=t.warmup_epochs,
+        min_lr=t.min_lr,
+        decay_epochs=t.decay_epochs,
+        decay_rate=t.decay_rate,
+        layer_decay=t.layer_decay,
+        ema=t.ema,
+        ema_decay=t.ema_decay,
+        mixup_alpha=t.mixup_alpha,
+        cutmix_alpha=t.cutmix_alpha,
+        mixup_prob=t.mixup_prob,
+        compile=t.compile,
+        transfer=t.transfer,
+        unfreeze_epochs=t.unfreeze_epochs,
     )
     if b.pretrained:
-        load_pretrained_(module.model, b.name, b.weights_file)
-    # Normalisation comes from the backbone's own data config, so it is never repeated in YAML.
-    data_cfg = resolve_model_data_config(module.model)
-    module.hparams.mean, module.hparams.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
+        load_pretrained_(module.optimized, b.name, b.weights_file)
+    # The input size and normalisation come from the backbone's pretrained config, so they are never repeated in
+    # YAML; backbone.img_size overrides the size. The checkpoint records all three (inference reads them).
+    module.hparams.img_size, module.hparams.mean, module.hparams.std = input_config(module.optimized, b.img_size)
     # How the training images were cut: `carvision predict` and the service cut photos the same way.
     module.hparams.crop = tasks.crop_spec(s.crop, task).to_hparams()
     return module
@@ -75,14 +95,20 @@ def build_trainer(
     )
     callbacks = [best]
     if t.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=s.train.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=t.patience))
+    strategy = tr.strategy
+    if t.transfer == "gradual" and strategy == "ddp":
+        strategy = "ddp_find_unused_parameters_true"  # parameters frozen after DDP wrapped them get no gradient
     trainer = L.Trainer(
         accelerator=tr.accelerator,
         devices=tr.devices,
-        strategy=tr.strategy,
+        strategy=strategy,
         precision=tr.precision,
         num_nodes=tr.num_nodes,
         max_epochs=t.epochs,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val or None,  # global L2 norm (Lightning's default algorithm)
+        benchmark=True,  # cuDNN picks the fastest convolution algorithms for the fixed input size (GPU only)
         logger=logger,
         callbacks=callbacks,
         deterministic=False,
@@ -119,15 +145,46 @@ def run_config(cfg: DictConfig, task: TaskSettings, sections: tuple) -> DictConf
     return cfg
 
 
-def mlflow_logger(s: Settings, task: TaskSettings, backbone_name: str, strategy: str) -> MLFlowLogger:
+def mlflow_logger(
+    s: Settings, task: TaskSettings, backbone_name: str, strategy: str, run_id: str | None = None
+) -> MLFlowLogger:
+    """The run's MLflow logger: a new run, or with `run_id` the run a resumed training continues. A job of a sweep
+    (`python train.py -m`) is filed under its sweep's parent run (`carvision.sweeps`)."""
+    tags = {"task": task.name}
+    parent = sweeps.parent_run_id()
+    if parent:
+        tags["mlflow.parentRunId"] = parent
     return MLFlowLogger(
         experiment_name=s.mlflow.experiment,
         tracking_uri=s.mlflow.tracking_uri,
         run_name=f"{task.name}-{backbone_name}-{strategy}",
-        tags={"task": task.name},
+        tags=tags,
+        run_id=run_id,
         # Absolute, so that the artifacts do not depend on the folder a later process starts in.
         artifact_location=Path(s.mlflow.artifact_location).resolve().as_uri(),
     )
+
+
+def run_state(s: Settings, task: TaskSettings, logged: DictConfig, manifest_file: Path) -> RunState:
+    """Where this training keeps its resume checkpoints: keyed on everything that makes it this training (the
+    config it logs, bar the resume settings, and the data it reads)."""
+    identity = logged.copy()
+    identity.train.resume = None
+    identity.train.state_dir = None
+    key = resume.config_hash(config_json(identity) + file_sha256(manifest_file))
+    return RunState.of(s.train.state_dir, task.name, key)
+
+
+class RememberRun(L.Callback):
+    """Notes the MLflow run id beside the resume checkpoints once training starts, so that a resumed run continues
+    this MLflow run instead of opening a second one (rank 0 owns the run; the other ranks log nothing)."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.state.remember_run(trainer.logger.run_id)
 
 
 def save(out: Path, best: ModelCheckpoint, class_names: list[str]) -> tuple[Path, Path]:
@@ -135,10 +192,19 @@ def save(out: Path, best: ModelCheckpoint, class_names: list[str]) -> tuple[Path
     checkpoint = out / tasks.CHECKPOINT
     with atomic_path(checkpoint) as tmp:
         shutil.copyfile(best.best_model_path, tmp)
-    shutil.rmtree(out / ".staging", ignore_errors=True)
     labels_file = out / tasks.LABELS_FILE
     write_text(labels_file, json.dumps(class_names, indent=1) + "\n")
     return checkpoint, labels_file
+
+
+def resume_checkpoint(t: TrainSettings, state: RunState) -> ModelCheckpoint:
+    """The checkpoint a killed run resumes from: `last.ckpt` in the run's state folder, every
+    `checkpoint_every_n_steps` optimizer steps (mid-epoch) and at each epoch's end."""
+    every = t.checkpoint_every_n_steps or None
+    return ModelCheckpoint(
+        dirpath=state.folder, filename="last", every_n_train_steps=every, save_top_k=0, save_last=True,
+        enable_version_counter=False,
+    )  # fmt: skip
 
 
 def main(cfg: DictConfig, task_name: str | None = None) -> TrainResult | None:
@@ -154,22 +220,36 @@ def main(cfg: DictConfig, task_name: str | None = None) -> TrainResult | None:
     preprocess = Preprocess(backbone.img_size, module.hparams.mean, module.hparams.std)
     sampled = imbalance.strategy == "weighted_sampler"
     data = TaskDataModule(rows, len(class_names), preprocess, t.batch_size, t.num_workers, sampled, s.seed)
-    logger = mlflow_logger(s, task, backbone.name, imbalance.strategy)
-    trainer, best = build_trainer(s, t, f"val_{task.monitor}", logger, out / ".staging")
-    logger.log_hyperparams({"world_size": trainer.world_size, "num_classes": len(counts), "train_images": sum(counts)})
-    trainer.fit(module, datamodule=data)
+    logged = run_config(cfg, task, (backbone, imbalance, t))
+    state = run_state(s, task, logged, manifest_file)
+    ckpt_path = state.checkpoint_to_resume(t.resume)
+    run_id = state.run_id() if ckpt_path is not None else None
+    if ckpt_path is not None:
+        print(f"train {task.name}: resuming from {ckpt_path} (MLflow run {run_id})")
+    logger = mlflow_logger(s, task, backbone.name, imbalance.strategy, run_id)
+    trainer, best = build_trainer(s, t, f"val_{task.monitor}", logger, state.folder)
+    trainer.callbacks.extend([resume_checkpoint(t, state), RememberRun(state)])
+    if run_id is None:
+        logger.log_hyperparams(
+            {"world_size": trainer.world_size, "num_classes": len(counts), "train_images": sum(counts)}
+        )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return None
     checkpoint, labels_file = save(out, best, class_names)
     # Log the best epoch's weights, not the last epoch's that `module` holds now.
     best_model = load_classifier(checkpoint).model
-    logged = run_config(cfg, task, (backbone, imbalance, t))
     dataset = (rows, manifest_file, task.label_column)
     model_uri = log_training_artifacts(
         logger.run_id, logged, best_model, checkpoint, labels_file, backbone.img_size, dataset
     )
     best_val = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    write_json(out / tasks.RUN_FILE, {"run_id": logger.run_id, "model_uri": model_uri, "best_val": best_val})
+    steps = trainer.global_step
+    write_json(
+        out / tasks.RUN_FILE,
+        {"run_id": logger.run_id, "model_uri": model_uri, "best_val": best_val, "optimizer_steps": steps},
+    )
+    state.clear()  # finished and saved: a re-run trains afresh
     print(f"train {task.name}: best val {task.monitor} {best_val:.3f}; checkpoint {checkpoint}; run {logger.run_id}")
     return TrainResult(checkpoint, logger.run_id, model_uri, best_val)
 

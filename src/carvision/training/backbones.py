@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
+from timm.data import resolve_model_data_config
 from torch import nn
 
 
@@ -52,3 +53,13 @@ def load_pretrained_(model: nn.Module, name: str, weights_file: str | None) -> N
     """Copies pretrained backbone weights into `model` in place (its head stays freshly initialised)."""
     source = create_backbone(name, model.num_classes, pretrained=True, weights_file=weights_file)
     model.load_state_dict(source.state_dict())
+
+
+def input_config(model: nn.Module, img_size: int | None = None) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """(input side in px, mean, std) that `model` expects, from timm's pretrained config
+    (`resolve_model_data_config`), so that they are never repeated in YAML; `img_size` overrides the side.
+
+    A non-square pretrained input (rare) gives its longer side: the letterbox makes a square of it."""
+    cfg = resolve_model_data_config(model)
+    size = img_size if img_size is not None else max(cfg["input_size"][1:])
+    return int(size), tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])

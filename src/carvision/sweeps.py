@@ -1,0 +1,87 @@
+"""Sweeps in MLflow: the jobs of one `python train.py -m ...` are grouped under one parent run.
+
+A Hydra callback (conf/config.yaml, `hydra.callbacks.mlflow_sweep`) opens the parent run once, in the process that
+launches the sweep and before any job starts, so parallel jobs never race to create it. It leaves the parent's id in
+the environment (inherited by local jobs, their DDP ranks and the subprocesses that run DDP jobs) and in
+`<sweep dir>/mlflow_parent_run.json` (read by jobs that a cluster launcher starts elsewhere, e.g. submitit on SLURM).
+Each job's run is tagged `mlflow.parentRunId`, which the MLflow UI shows as a tree. The parent is ended when the
+sweep ends, FAILED if a job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+ENV = "CARVISION_MLFLOW_PARENT_RUN"
+FILE = "mlflow_parent_run.json"
+
+
+def parent_run_id() -> str | None:
+    """The sweep's parent run, when this process runs a sweep job; None for a single run or a DVC stage."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return None
+        return json.loads((Path(hc.sweep.dir) / FILE).read_text())["run_id"]
+    except (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError, ImportError):
+        return None  # ValueError: HydraConfig is not set (a DVC stage, a test)
+
+
+class SweepCallback(Callback):
+    """Opens the sweep's parent MLflow run at the start of a multirun and ends it at its end."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.uri: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from carvision.tracking import connect
+
+        self.uri = str(config.mlflow.tracking_uri)
+        client = connect(self.uri)
+        name = str(config.mlflow.experiment)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = Path(str(config.mlflow.artifact_location)).resolve().as_uri()
+            experiment_id = client.create_experiment(name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        overrides = list(config.hydra.overrides.task)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"sweep {sweep_dir.name}",
+            tags={"carvision.sweep_dir": str(sweep_dir.resolve()), "carvision.sweep": " ".join(overrides)},
+        )
+        self.run_id = run.info.run_id
+        os.environ[ENV] = self.run_id
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        from carvision.atomic import write_json
+
+        write_json(sweep_dir / FILE, {"run_id": self.run_id, "tracking_uri": self.uri})
+        print(f"sweep: MLflow parent run {self.run_id} ({name})")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.run_id is None:
+            return
+        from carvision.tracking import connect
+
+        client = connect(self.uri)
+        children = client.search_runs(
+            [client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+        )
+        failed = any(r.info.status == "FAILED" for r in children)
+        client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+        os.environ.pop(ENV, None)
