@@ -65,7 +65,7 @@ def test_a_folder_without_models_exits_before_listening_and_says_what_is_missing
         serve.main(["--models", str(tmp_path), "--int8"])
 
 
-@pytest.mark.usefixtures("cli_server_launch")  # the server boots while these run in this process
+@pytest.mark.slow  # three ONNX exports: 5-17 s on 2 shared cores; the default run checks the onnx loader's wiring
 def test_the_onnx_runtime_loads_exports_and_answers_as_torch_does(trained_tasks, recogniser, photos, tmp_path):
     """`--runtime onnx` on a folder of <task>/model.onnx files, as `carvision export` writes them."""
     from carvision.export import export_fp32
