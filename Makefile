@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@UV=$$(command -v uv || echo "python3 -m uv"); \
 	  set -e; \
 	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
-	  $$UV pip install --quiet --python $(PY) -r requirements.lock; \
+	  $$UV pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock; \
 	  $$UV pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 
