@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from carvision.tracking import connect
-from conftest import REPO, overrides_for
+from conftest import OPEN_GATES, REPO, overrides_for
 
 
 def run_train_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -91,3 +91,87 @@ def test_a_sweep_of_two_jobs_each_on_two_ddp_cpu_processes_is_one_parent_run_wit
     assert "backbone.name=mobilenetv3_small_050,test_efficientnet" in parent.data.tags["carvision.sweep"]
     jobs = sorted(p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir() and p.name.isdigit())
     assert jobs == ["0", "1"]
+
+
+# --- cluster and parallel launchers ---------------------------------------------------------------------------
+
+
+def slurm_batch_script(overrides: list[str], sweep_dir: Path) -> str:
+    """The sbatch script that `hydra/launcher=slurm` submits for one job: conf/ composed with `overrides`, the
+    launcher's parameters resolved and handed to submitit as the submitit launcher hands them."""
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+    cfg.hydra.sweep.dir = str(sweep_dir)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert params.pop("_target_").endswith("SlurmLauncher")
+    executor = submitit.AutoExecutor(
+        folder=params.pop("submitit_folder"), cluster="slurm", slurm_max_num_timeout=params.pop("max_num_timeout")
+    )
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    return executor._executor._make_submission_file_text("python -u -m submitit.core._submit x", "uid")
+
+
+def test_the_slurm_launcher_asks_for_one_task_per_gpu_on_every_node(tmp_path: Path, monkeypatch):
+    # submitit refuses to build a SLURM executor where there is no srun; the script itself is what is checked.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    script = slurm_batch_script(
+        ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "hydra.launcher.partition=gpu"], tmp_path
+    )
+    lines = set(script.splitlines())
+    for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--time=1440"):
+        assert f"#SBATCH {line}" in lines, script
+    # One process per task, each a DDP rank that Lightning finds through SLURM's variables (it launches none).
+    assert any(line.startswith("srun ") for line in lines)
+    # submitit's own time-limit warning is USR2; Lightning's SLURM requeue listens on USR1: they do not collide.
+    assert "#SBATCH --signal=USR2@120" in lines
+
+
+def test_a_slurm_sweep_that_cannot_size_its_tasks_stops_before_submitting(tmp_path: Path):
+    # trainer=ddp alone means devices -1 ("all GPUs"), which SLURM cannot be asked for.
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=slurm", "trainer=ddp", *overrides_for(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "trainer.devices=8" in proc.stderr and "tasks_per_node: -1" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was opened, nothing submitted
+
+
+@pytest.mark.slow  # two trainings at once through submitit's processes: ~1 min on 2 cores
+def test_parallel_jobs_on_the_submitit_launcher_share_one_store_and_crown_the_better_model(prepared, tmp_path: Path):
+    # hydra/launcher=submitit_local runs the jobs of a sweep at the same time, as SLURM would: each trains,
+    # evaluates and registers into the one sqlite store.
+    args = [
+        "-m",
+        "hydra/launcher=submitit_local",
+        "task=viewpoint",
+        "backbone.name=mobilenetv3_small_050,test_efficientnet",
+        "train.epochs=1",
+        *overrides_for(tmp_path),
+        *shared_data(prepared),
+        *OPEN_GATES,
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ]
+    run_train_py(args, tmp_path)
+    parent, runs = sweep_runs(tmp_path)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    versions = client.search_model_versions("name='car-viewpoint'")
+    assert len(versions) == 2
+    champion = client.get_model_version_by_alias("car-viewpoint", "champion")
+    rank = {str(v.version): (float(v.tags["test_top1"]), float(v.tags["test_balanced_accuracy"])) for v in versions}
+    assert rank[str(champion.version)] == max(rank.values())
+    logs = list((tmp_path / "multirun" / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 2  # one submitit job per sweep point

@@ -21,7 +21,7 @@ def run_job(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     is_ddp = str(cfg.trainer.strategy).startswith("ddp")
-    if hc.mode == RunMode.MULTIRUN and is_ddp and "LOCAL_RANK" not in os.environ:
+    if hc.mode == RunMode.MULTIRUN and is_ddp and not launched_per_rank():
         return _run_in_subprocess(list(hc.overrides.task), out, str(cfg.task))
     # Each job keeps its checkpoint and reports in its own output folder; the data stages' outputs are shared.
     cfg.paths.models = str(out)
@@ -30,6 +30,15 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
     scores, _ = evaluate.main(cfg)
     return scores["top1"]
+
+
+def launched_per_rank() -> bool:
+    """Whether something outside Lightning started this process as one DDP rank: SLURM's srun (a sweep on the
+    submitit SLURM launcher, one task per GPU), torchrun, or Lightning's own launcher re-running a single run.
+    Lightning then launches nothing, so running the job here cannot re-enter the sweep."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    return "LOCAL_RANK" in os.environ or SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
 
 
 def _run_in_subprocess(overrides: list[str], out: Path, task: str) -> float:

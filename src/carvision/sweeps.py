@@ -38,6 +38,20 @@ def parent_run_id() -> str | None:
         return None  # ValueError: HydraConfig is not set (a DVC stage, a test)
 
 
+def check_cluster_launcher(config: DictConfig) -> None:
+    """Stops a SLURM sweep before it submits anything when its allocation cannot be right: conf/hydra/launcher/
+    slurm.yaml asks for one task per GPU (trainer.devices), and Lightning needs exactly that many ranks."""
+    launcher = config.hydra.launcher
+    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return
+    tasks = launcher.get("tasks_per_node")
+    if not isinstance(tasks, int) or tasks < 1:
+        raise ValueError(
+            f"hydra/launcher=slurm starts one SLURM task per GPU (tasks_per_node: {tasks}): give trainer.devices as "
+            "a number of GPUs per node, e.g. trainer.devices=8, not -1 ('all', which only a running job can know)"
+        )
+
+
 class SweepCallback(Callback):
     """Opens the sweep's parent MLflow run at the start of a multirun and ends it at its end."""
 
@@ -46,17 +60,17 @@ class SweepCallback(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from carvision.tracking import connect
+        from carvision.tracking import connect, ensure_experiment
 
+        try:
+            check_cluster_launcher(config)
+        except ValueError as e:
+            # SystemExit: Hydra turns a callback's Exception into a warning and would go on to submit the jobs.
+            raise SystemExit(f"train.py: {e}") from None
         self.uri = str(config.mlflow.tracking_uri)
-        client = connect(self.uri)
         name = str(config.mlflow.experiment)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            location = Path(str(config.mlflow.artifact_location)).resolve().as_uri()
-            experiment_id = client.create_experiment(name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
+        experiment_id = ensure_experiment(self.uri, name, str(config.mlflow.artifact_location))
+        client = connect(self.uri)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         overrides = list(config.hydra.overrides.task)
         run = client.create_run(

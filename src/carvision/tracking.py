@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,13 +23,60 @@ def connect(uri: str) -> MlflowClient:
     The configured store must win over the environment: `mlflow.set_tracking_uri`/`set_registry_uri` export
     MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI to child processes, and MLflow resolves a `models:/<id>` source
     through the process-wide tracking URI, so a stale variable would register into another store.
+
+    The client is made under `store_lock`: making it creates a new sqlite store's tables (MLflow's schema
+    migrations), and processes started together (the jobs of a parallel sweep) would otherwise migrate the same
+    new file at once ("duplicate column name: step" seen with 2 processes 0.3 s apart).
     """
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with store_lock(uri):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` store; None for a server (http, postgresql, ...)."""
+    prefix = "sqlite:///"
+    return Path(uri.removeprefix(prefix)) if uri.startswith(prefix) else None
+
+
+_LOCKS: dict = {}  # lock file path -> this process's FileLock on it (see store_lock)
+
+
+@contextmanager
+def store_lock(uri: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """Serialises a read-decide-write sequence (creating the store; judging and moving a champion alias) among
+    the processes of this machine that share a sqlite store: `<db>.lock`, an OS file lock that a killed process
+    releases. SQLite makes each write atomic, not a sequence of reads and writes. Jobs on several machines share
+    an `mlflow server` instead (docs/training.md), where this lock does not reach: nothing here for them."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    path = str(db.resolve()) + ".lock"
+    # One lock object per file in this process, so that a holder may take it again (connect() inside a locked
+    # section): a second object would open the file anew and wait for the first one forever.
+    lock = _LOCKS.setdefault(path, FileLock(path, timeout=timeout_s))
+    with lock:
+        yield
+
+
+def ensure_experiment(uri: str, name: str, artifact_location: str | Path) -> str:
+    """The id of experiment `name`, created (with its artifacts under `artifact_location`) when missing. Under
+    `store_lock`, so that jobs starting together do not both create it (MLflow's own get-or-create is a read, then
+    a write: the second job's create would fail)."""
+    client = connect(uri)
+    with store_lock(uri):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(name, artifact_location=Path(artifact_location).resolve().as_uri())
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:

@@ -21,7 +21,7 @@ from carvision.inference import Predictor, weights_sha256
 from carvision.metrics import score
 from carvision.registry import Gate, Registration, register
 from carvision.settings import Settings, TaskSettings
-from carvision.tracking import config_json, connect, file_sha256, git_commit
+from carvision.tracking import config_json, connect, file_sha256, git_commit, store_lock
 
 
 def score_rows(
@@ -111,22 +111,25 @@ def gate_and_register(
         return score_rows(old, test, task, s.filter.threshold)[0]
 
     tags = {"task": task.name, "git_commit": git_commit(), "data_sha256": file_sha256(manifest_file)}
-    # The identity of what answers: a posthoc model's network with its logit adjustment, so that it is not taken
-    # for a plain model with the same weights (posthoc trains exactly as imbalance none does). Others: the network.
-    reg = register(
-        connect(s.mlflow.tracking_uri),
-        name=task.registry_name,
-        model_uri=run["model_uri"],
-        run_id=run["run_id"],
-        weights_sha256=weights_sha256(predictor.served_network()),
-        scores={k: v for k, v in scores.items() if k != "n_images"},
-        rank_by=list(task.gate),
-        test_sha256=test_digest(test, task),
-        tags=tags | {"config": config_json(cfg)},
-        alias=s.evaluate.champion_alias,
-        description=task.description,
-        rescore=rescore,
-    )
+    # Parallel jobs of a sweep evaluate at once: each judges the champion and may move the alias, so judging and
+    # moving happen one job at a time, or a worse model could take the alias from a better one.
+    with store_lock(s.mlflow.tracking_uri):
+        reg = register(
+            connect(s.mlflow.tracking_uri),
+            name=task.registry_name,
+            model_uri=run["model_uri"],
+            run_id=run["run_id"],
+            # The identity of what answers: a posthoc model's network with its logit adjustment, so that it is not
+            # taken for a plain model with the same weights (posthoc trains exactly as imbalance none does).
+            weights_sha256=weights_sha256(predictor.served_network()),
+            scores={k: v for k, v in scores.items() if k != "n_images"},
+            rank_by=list(task.gate),
+            test_sha256=test_digest(test, task),
+            tags=tags | {"config": config_json(cfg)},
+            alias=s.evaluate.champion_alias,
+            description=task.description,
+            rescore=rescore,
+        )
     print(f"evaluate {task.name}: registered {task.registry_name} version {reg.version} ({'; '.join(reg.notes)})")
     return reg
 
