@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from carvision import cli, predict
@@ -192,6 +193,14 @@ def test_a_folder_without_checkpoints_exits_non_zero(photos, monkeypatch, tmp_pa
     monkeypatch.chdir(photos["folder"])
     with pytest.raises(SystemExit, match=r"no car_filter model \(no model checkpoint at .*car_filter/model\.ckpt"):
         cli.main(["predict", "good0.jpg", "--models", str(tmp_path)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_on_a_machine_without_it_exits_with_a_message_not_a_traceback(photos, trained_tasks, monkeypatch):
+    monkeypatch.chdir(photos["folder"])
+    models = str(Path(trained_tasks.paths.models))
+    with pytest.raises(SystemExit, match="device cuda: torch sees no CUDA device on this machine; use cpu"):
+        cli.main(["predict", "good0.jpg", "--models", models, "--device", "cuda"])
 
 
 def test_a_checkpoint_of_the_wrong_task_is_refused(photos, trained_tasks, monkeypatch, tmp_path):

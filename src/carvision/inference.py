@@ -54,7 +54,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-class _Files(Dataset):
+class ImageFiles(Dataset):
     """Image files as model inputs; with `skip_errors`, a file that cannot be read gives a NaN input (its logits
     come out NaN) instead of stopping the whole run."""
 
@@ -88,6 +88,19 @@ class _AdjustedLogits(torch.nn.Module):
         return self.net(x) + self.adjustment
 
 
+def usable_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or CUDA when there is one and the CPU otherwise (None).
+
+    Raises:
+        ValueError: CUDA asked for where torch sees none, said before any model moves there (torch's own error
+            comes at the first `.to()`, as a RuntimeError about drivers).
+    """
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: torch sees no CUDA device on this machine; use cpu")
+    return chosen
+
+
 class Predictor:
     """A trained classifier ready to answer: its task, label map, preprocessing and device.
 
@@ -107,7 +120,7 @@ class Predictor:
         device: str | torch.device | None = None,
         batch_size: int = 64,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = usable_device(device)
         # channels_last, as in training: the same arithmetic, and faster convolutions on CPU and GPU.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.hparams = hparams
@@ -197,7 +210,7 @@ class Predictor:
             skip_errors: a file that cannot be read gets a row of NaN logits; otherwise it raises ImageRejected.
         """
         loader = DataLoader(
-            _Files(paths, self.preprocess, min_side, skip_errors),
+            ImageFiles(paths, self.preprocess, min_side, skip_errors),
             batch_size=self.batch_size,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",

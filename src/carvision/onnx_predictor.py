@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from carvision.images import GREY
 
 # The file-reading dataset of the PyTorch predictor: both runtimes read files identically (NaN rows for bad files).
-from carvision.inference import _Files as ImageFiles
+from carvision.inference import ImageFiles
 from carvision.preprocess import PAD_VALUE, Preprocess
 
 FORMAT = "carvision-onnx/1"  # bump when a key changes meaning

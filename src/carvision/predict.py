@@ -129,6 +129,8 @@ def run(args: argparse.Namespace, registry: dict[str, str]) -> int:
         raise SystemExit(f"carvision predict: {e}") from e
     except DetectorUnavailable as e:
         raise SystemExit(f"carvision predict: {e} Here: pass --detector-weights FILE.") from e
+    except ValueError as e:  # a device that is not here (--device cuda without CUDA)
+        raise SystemExit(f"carvision predict: {e}") from e
     answers = predict_files(list(args.images), rec, args.max_bytes)
     for a in answers:
         # ASCII JSON: a file name that is not valid UTF-8 (surrogate escapes) still makes a valid line.

@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"carvision serve: {e} Here: pass --detector-weights FILE.") from e
     except ImportError as e:
         raise SystemExit(f"carvision serve: the {s.runtime} runtime is not available here ({e})") from e
+    except ValueError as e:  # a device this runtime cannot use (--device cuda with a CPU-only onnxruntime)
+        raise SystemExit(f"carvision serve: {e}") from e
     threads = set_threads(s.threads)
     app = create_app(rec, limits, max_batch=s.max_batch, batch_window_ms=s.batch_window_ms)
     try:
