@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow evaluate ui serve export params lint format lock clean-outputs
+.PHONY: help install demo test test-slow evaluate pack ui serve export params lint format lock clean-outputs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-slow: install ## run the slow end-to-end tests too
 evaluate: install ## evaluate the trained model on the test split and register it if it passes the gate
 	dvc repro evaluate
 	$(PY) -m carvision.summary
+
+pack: install ## write each task's split manifest as LitData shards (pipelines/pack), for data.format=litdata
+	dvc repro pipelines/pack/dvc.yaml
 
 ui: install ## open the MLflow UI on http://127.0.0.1:$(UI_PORT)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)

@@ -45,6 +45,14 @@ class DataSettings:
     class_pattern: str | None = doc(
         None, "folder: regex with named groups make, model and optionally year on the class folder's name"
     )
+    format: Literal["files", "litdata"] = doc(
+        "files", "what training reads: the crop files, or the LitData shards that the pack stage wrote from them"
+    )
+    packed_uri: str | None = doc(
+        None, "shards' home for pack and litdata training: a folder or s3://bucket/prefix; null: paths.packed"
+    )
+    chunk_bytes: int = doc(64_000_000, "pack: bytes per shard; tens of MB stream well from object storage")
+    pack_workers: int = doc(0, "pack: processes reading and checking the crop files; 0 = one per CPU core")
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class PathSettings:
     split: str = doc("data/split", "the scrape's split manifest (make_model, viewpoint)")
     filterset: str = doc("data/filterset", "the hand-labelled car / no_car set, prepared and split (car_filter)")
     models: str = doc("models", "one folder per task: <models>/<task>/model.ckpt")
+    packed: str = doc("data/packed", "LitData shards per task and split (the pack stage; data.format: litdata)")
     reports: str = doc("reports", "DVC metrics and plots, one folder per stage")
 
 
@@ -203,6 +212,7 @@ class TrainSettings:
     weight_decay: float = doc(0.0001, "weight decay of the weight matrices (biases and norm layers get none)")
     label_smoothing: float = doc(0.0, "cross-entropy label smoothing (against scraped-label noise)")
     num_workers: int = doc(0, "DataLoader workers; 0 = load in the training process")
+    shuffle: bool = doc(True, "reshuffle the train split each epoch (seeded); false: manifest order (both formats)")
     patience: int = doc(0, "early-stopping patience in epochs on the task's monitor metric; 0 = off")
     resume: bool | str = doc(
         "auto", "auto: continue a killed run of the same config (its MLflow run too); false; or a .ckpt path"
@@ -357,6 +367,7 @@ def parse(cfg: DictConfig | dict) -> Settings:
     s = _build(Settings, data, "")
     for name, t in s.tasks.items():
         _check_task(name, t)
+        _check_streaming(s, name, t)
     task_named(s, s.task)
     return s
 
@@ -371,6 +382,22 @@ def _check_task(key: str, t: TaskSettings) -> None:
             raise ConfigError(f"tasks.{key}.{where}: metric '{metric}' is not one of {sorted(known)}")
     if t.positive_class is not None and (not t.classes or t.positive_class not in t.classes):
         raise ConfigError(f"tasks.{key}.positive_class: '{t.positive_class}' must be one of classes {t.classes}")
+
+
+def _check_streaming(s: Settings, key: str, t: TaskSettings) -> None:
+    """A LitData stream is read in order, chunk by chunk: there is no random access by index for a sampler."""
+    uri = s.data.packed_uri or ""
+    if "://" in uri and not uri.startswith("s3://"):
+        raise ConfigError(f"data.packed_uri: '{uri}': shards live in a local folder or under s3://, no other scheme")
+    if s.data.format != "litdata":
+        return
+    if s.training_of(t)[1].strategy == "weighted_sampler":
+        where = f"tasks.{key}.imbalance" if t.imbalance else "imbalance"
+        raise ConfigError(
+            f"{where}.strategy: weighted_sampler needs random access by index, which data.format=litdata does not "
+            "have; use a loss-based strategy instead (weighted_loss, class_balanced, focal, logit_adjusted, "
+            "balanced_softmax), or data.format=files"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -20,15 +20,15 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from carvision import manifest, settings, sweeps, tasks
+from carvision import settings, sweeps, tasks
 from carvision.atomic import atomic_path, write_json, write_text
 from carvision.config import load_params, task_argument
 from carvision.preprocess import Preprocess
 from carvision.settings import Settings, TaskSettings, TrainSettings
-from carvision.tracking import config_json, file_sha256, log_training_artifacts
+from carvision.tracking import config_json, ensure_experiment, file_sha256, log_training_artifacts
 from carvision.training import resume
 from carvision.training.backbones import input_config, load_pretrained_
-from carvision.training.data import TaskDataModule, class_counts
+from carvision.training.data import TaskDataModule, class_counts, open_pack, packed_location, task_rows
 from carvision.training.module import Classifier, load_classifier
 from carvision.training.resume import RunState
 
@@ -136,23 +136,6 @@ def share_cores(trainer: L.Trainer) -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // trainer.num_devices))
 
 
-def task_rows(s: Settings, task: TaskSettings):
-    """(the task's rows with a `target` column, the label map, the manifest file) of its split manifest."""
-    manifest_file = tasks.manifest_path(s.paths, task)
-    df = manifest.read(manifest_file, stage="split")
-    rows = tasks.select_rows(df, task)
-    class_names = tasks.label_map(rows, task)
-    rows = rows.assign(target=tasks.targets(rows, task, class_names))
-    missing = [split for split in ("train", "val") if not (rows["split"] == split).any()]
-    present = rows[task.label_column].nunique()
-    if missing or present < 2:
-        raise ValueError(
-            f"task {task.name}: {len(rows)} of {len(df)} rows of {manifest_file} have a '{task.label_column}' label, "
-            f"in {present} classes, with no {missing} rows: a task needs 2 classes and train and val rows"
-        )
-    return rows, class_names, manifest_file
-
-
 def run_config(cfg: DictConfig, task: TaskSettings, sections: tuple) -> DictConfig:
     """The config the run logs: it names the task it trained (also under DVC's --task) and the backbone,
     imbalance and train sections it trained with (the task's own ones, when it pins them)."""
@@ -169,6 +152,8 @@ def mlflow_logger(
     """The run's MLflow logger: a new run, or with `run_id` the run a resumed training continues. A job of a sweep
     (`python train.py -m`) is filed under its sweep's parent run (`carvision.sweeps`)."""
     tags = {"task": task.name}
+    # Created here, under the store's lock, rather than by the logger: jobs of a parallel sweep start together.
+    ensure_experiment(s.mlflow.tracking_uri, s.mlflow.experiment, s.mlflow.artifact_location)
     parent = sweeps.parent_run_id()
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -237,7 +222,20 @@ def main(cfg: DictConfig, task_name: str | None = None) -> TrainResult | None:
     module = build_classifier(s, task, class_names, counts)
     preprocess = Preprocess(backbone.img_size, module.hparams.mean, module.hparams.std)
     sampled = imbalance.strategy == "weighted_sampler"
-    data = TaskDataModule(rows, len(class_names), preprocess, t.batch_size, t.num_workers, sampled, s.seed)
+    packed = packed_location(s, task) if s.data.format == "litdata" else None
+    if packed is not None:
+        open_pack(packed, task.name, manifest_file, class_names)  # refuses shards packed from another manifest
+    data = TaskDataModule(
+        rows,
+        len(class_names),
+        preprocess,
+        t.batch_size,
+        t.num_workers,
+        sampled,
+        s.seed,
+        shuffle=t.shuffle,
+        packed=packed,
+    )
     logged = run_config(cfg, task, (backbone, imbalance, t))
     state = run_state(s, task, logged, manifest_file)
     ckpt_path = state.checkpoint_to_resume(t.resume)
