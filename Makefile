@@ -20,8 +20,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@UV=$$(command -v uv || echo "python3 -m uv"); \
 	  set -e; \
 	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
-	  $$UV pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock; \
+	  $$UV pip install --quiet --python $(PY) -r requirements.lock; \
 	  $$UV pip install --quiet --python $(PY) --no-deps -e .
+	@# Bytecode now, once: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every python process would
+	@# otherwise compile torch, lightning and mlflow anew (~12 s a stage). Packages' own test folders are skipped.
+	$(PY) -m compileall -q -j 0 -x '/(tests?|testing)/' $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") >/dev/null
 	@touch $@
 
 demo: install ## run the whole pipeline (sample -> ... -> evaluate -> registry) on the embedded sample

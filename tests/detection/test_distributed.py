@@ -87,6 +87,9 @@ def outputs(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     return kept, dropped, files
 
 
+# Slow (~30 s: two crop stages in subprocesses, one of them 2 DDP processes): it kept `make test` over its 10 minutes
+# on 2 cores. `make test-slow` runs it; the shard merge it relies on is tested below.
+@pytest.mark.slow
 def test_two_ddp_processes_give_the_same_manifest_and_crops_as_one(project):
     one = run_crop(project, "one", [], subprocess=False)
     two = run_crop(project, "two", ["crop.detector.accelerator=cpu", "crop.detector.devices=2"])
