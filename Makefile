@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@# Bytecode now, once: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every python process would
 	@# otherwise compile torch, lightning and mlflow anew (~12 s a stage). Packages' own test folders are skipped.
 	$(PY) -m compileall -q -j 0 -x '/(tests?|testing)/' $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") >/dev/null \
-	  || echo "install: some files of the environment did not compile (another Python's syntax); they are not needed"
+	  || echo "install: some files of the environment did not compile (another Python's syntax); Python compiles them when they are imported"
 	@touch $@
 
 demo: install ## run the whole pipeline (sample -> ... -> evaluate -> registry) on the embedded sample
