@@ -101,7 +101,30 @@ def usable_device(device: str | torch.device | None) -> torch.device:
     return chosen
 
 
-class Predictor:
+class Answers:
+    """What a predictor answers from its logits, whatever runs the network (PyTorch here, onnxruntime in
+    `carvision.onnx_predictor`): a subclass gives `logits`, `logits_paths` and `class_names`."""
+
+    def probs(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.logits(images).softmax(1)
+
+    def probs_paths(
+        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None, **kwargs
+    ) -> torch.Tensor:
+        """Softmax of `logits_paths` (same arguments)."""
+        return self.logits_paths(paths, num_workers, progress, **kwargs).softmax(1)
+
+    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
+        """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""
+        k = min(k, len(self.class_names))
+        values, indices = probs.topk(k, dim=1)
+        return [
+            [{"label": self.class_names[i], "prob": round(float(p), 6)} for p, i in zip(ps, ix, strict=True)]
+            for ps, ix in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+
+
+class Predictor(Answers):
     """A trained classifier ready to answer: its task, label map, preprocessing and device.
 
     Args:
@@ -216,21 +239,3 @@ class Predictor:
             pin_memory=self.device.type == "cuda",
         )
         return self._run(loader, progress, len(loader))
-
-    def probs(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.logits(images).softmax(1)
-
-    def probs_paths(
-        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None, **kwargs
-    ) -> torch.Tensor:
-        """Softmax of `logits_paths` (same arguments)."""
-        return self.logits_paths(paths, num_workers, progress, **kwargs).softmax(1)
-
-    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
-        """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""
-        k = min(k, len(self.class_names))
-        values, indices = probs.topk(k, dim=1)
-        return [
-            [{"label": self.class_names[i], "prob": round(float(p), 6)} for p, i in zip(ps, ix, strict=True)]
-            for ps, ix in zip(values.tolist(), indices.tolist(), strict=True)
-        ]

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from carvision.images import GREY
 
 # The file-reading dataset of the PyTorch predictor: both runtimes read files identically (NaN rows for bad files).
-from carvision.inference import ImageFiles
+from carvision.inference import Answers, ImageFiles
 from carvision.preprocess import PAD_VALUE, Preprocess
 
 FORMAT = "carvision-onnx/1"  # bump when a key changes meaning
@@ -129,7 +129,7 @@ def session_options(threads: int | None):
     return opts
 
 
-class OnnxPredictor:
+class OnnxPredictor(Answers):
     """An exported classifier in an onnxruntime session: its task, label map and preprocessing from the metadata.
 
     Args:
@@ -242,24 +242,6 @@ class OnnxPredictor:
 
             loader = tqdm(loader, desc=progress, total=len(loader), unit="batch", mininterval=1.0)
         return self._run(loader)
-
-    def probs(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.logits(images).softmax(1)
-
-    def probs_paths(
-        self, paths: Sequence[str | Path], num_workers: int = 0, progress: str | None = None, **kwargs
-    ) -> torch.Tensor:
-        """Softmax of `logits_paths` (same arguments)."""
-        return self.logits_paths(paths, num_workers, progress, **kwargs).softmax(1)
-
-    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
-        """For each row of `probs`, the k most likely labels with their probabilities, most likely first."""
-        k = min(k, len(self.class_names))
-        values, indices = probs.topk(k, dim=1)
-        return [
-            [{"label": self.class_names[i], "prob": round(float(p), 6)} for p, i in zip(ps, ix, strict=True)]
-            for ps, ix in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
 
 
 def load_predictor(source: str | Path, runtime: str = "torch", *, int8: bool = False, **kwargs):

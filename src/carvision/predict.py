@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carvision.images import ImageRejected, read_image_bytes
-from carvision.recognise import DEFAULT_REGISTRY, TASKS, ModelsUnavailable, Options, Recogniser
+from carvision.recognise import DEFAULT_REGISTRY, TASKS, Options, Recogniser, exits_on_load_errors
 
 CHUNK = 64  # photos read and held in memory at a time
 
@@ -121,16 +121,8 @@ def human(a: dict) -> str:
 
 
 def run(args: argparse.Namespace, registry: dict[str, str]) -> int:
-    from carvision.detection.detector import DetectorUnavailable
-
-    try:
+    with exits_on_load_errors("carvision predict"):
         rec = load(args, registry)
-    except ModelsUnavailable as e:
-        raise SystemExit(f"carvision predict: {e}") from e
-    except DetectorUnavailable as e:
-        raise SystemExit(f"carvision predict: {e} Here: pass --detector-weights FILE.") from e
-    except ValueError as e:  # a device that is not here (--device cuda without CUDA)
-        raise SystemExit(f"carvision predict: {e}") from e
     answers = predict_files(list(args.images), rec, args.max_bytes)
     for a in answers:
         # ASCII JSON: a file name that is not valid UTF-8 (surrogate escapes) still makes a valid line.

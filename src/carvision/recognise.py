@@ -14,7 +14,8 @@ Where they were trained on crops, the car is found by the crop stage's own detec
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -226,3 +227,19 @@ class Recogniser:
         if decision.reason:
             fields["car_box_note"] = decision.reason
         return fields
+
+
+@contextmanager
+def exits_on_load_errors(prog: str) -> Iterator[None]:
+    """Turns what stops the models from loading into one line on stderr and exit status 1 (SystemExit with a
+    message), for the command-line tools: no model, no detector weights offline, a device that is not here."""
+    from carvision.detection.detector import DetectorUnavailable
+
+    try:
+        yield
+    except ModelsUnavailable as e:
+        raise SystemExit(f"{prog}: {e}") from e
+    except DetectorUnavailable as e:
+        raise SystemExit(f"{prog}: {e} Here: pass --detector-weights FILE.") from e
+    except ValueError as e:  # a device that is not here (--device cuda without CUDA, or without onnxruntime's)
+        raise SystemExit(f"{prog}: {e}") from e

@@ -165,8 +165,7 @@ def bind(host: str, port: int) -> socket.socket:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from carvision.detection.detector import DetectorUnavailable
-    from carvision.recognise import ModelsUnavailable
+    from carvision.recognise import exits_on_load_errors
     from carvision.serve.app import create_app
     from carvision.serve.limits import Limits
 
@@ -181,16 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         s.queue_timeout_s,
         s.read_timeout_s,
     )
-    try:
-        rec = load_recogniser(s, args)
-    except ModelsUnavailable as e:
-        raise SystemExit(f"carvision serve: {e}") from e
-    except DetectorUnavailable as e:
-        raise SystemExit(f"carvision serve: {e} Here: pass --detector-weights FILE.") from e
-    except ImportError as e:
-        raise SystemExit(f"carvision serve: the {s.runtime} runtime is not available here ({e})") from e
-    except ValueError as e:  # a device this runtime cannot use (--device cuda with a CPU-only onnxruntime)
-        raise SystemExit(f"carvision serve: {e}") from e
+    with exits_on_load_errors("carvision serve"):
+        try:
+            rec = load_recogniser(s, args)
+        except ImportError as e:
+            raise SystemExit(f"carvision serve: the {s.runtime} runtime is not available here ({e})") from e
     threads = set_threads(s.threads)
     app = create_app(rec, limits, max_batch=s.max_batch, batch_window_ms=s.batch_window_ms)
     try:

@@ -18,21 +18,16 @@ Every loss takes logits (batch, C) and either class indices (batch,) or soft tar
 
 from __future__ import annotations
 
+import typing
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-STRATEGIES = (
-    "none",
-    "weighted_loss",
-    "weighted_sampler",
-    "focal",
-    "logit_adjusted",
-    "posthoc",
-    "balanced_softmax",
-    "class_balanced",
-    "label_smoothing",
-)
+from carvision.settings import ImbalanceSettings
+
+# The strategies are declared once, as the choices of imbalance.strategy in the settings.
+STRATEGIES: tuple[str, ...] = typing.get_args(typing.get_type_hints(ImbalanceSettings)["strategy"])
 # A class with no train images counts as this many, so that log(count) and log(prior) stay finite: the class is
 # treated as the rarest possible one rather than as impossible (-inf) or, after a post-hoc shift, certain (+inf).
 COUNT_FLOOR = 1.0
